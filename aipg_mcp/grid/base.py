@@ -1,0 +1,196 @@
+"""The grid interface the MCP layer talks to, and the job types it speaks in.
+
+A backend turns one API generation (Horde v2 today) into these calls and types. Nothing above
+this module knows which backend it has: a capability a backend lacks is reported through
+:class:`Capabilities`, never by the caller checking the backend's type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from aipg_mcp.grid.models import (
+    ActiveModel,
+    GenerationMetadata,
+    Heartbeat,
+    HordeModes,
+    HordePerformance,
+    ImageRequest,
+    InterrogationRequest,
+    ModelType,
+    Newspiece,
+    TextRequest,
+    UserDetails,
+)
+
+
+class JobKind(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    CAPTION = "caption"
+
+
+class JobState(StrEnum):
+    """Where a job stands, in the words the MCP layer reports."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAULTED = "faulted"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def final(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.PROCESSING)
+
+
+class Submission(BaseModel):
+    """What the grid said when it accepted a job."""
+
+    job_id: str
+    kind: JobKind
+    kudos: float = 0.0
+    message: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class JobProgress(BaseModel):
+    """One look at a running job: cheap to fetch, polled while waiting."""
+
+    job_id: str
+    kind: JobKind
+    state: JobState
+    queue_position: int = 0
+    wait_time: int = 0
+    finished: int = 0
+    processing: int = 0
+    waiting: int = 0
+    restarted: int = 0
+    is_possible: bool = True
+    kudos: float = 0.0
+
+
+class TextOutput(BaseModel):
+    text: str
+    seed: int | None = None
+    model: str | None = None
+    worker_id: str | None = None
+    worker_name: str | None = None
+    censored: bool = False
+
+
+class ImageOutput(BaseModel):
+    """One generated image as the grid described it; bytes are fetched separately."""
+
+    id: str
+    seed: str = ""
+    model: str | None = None
+    worker_id: str | None = None
+    worker_name: str | None = None
+    censored: bool = False
+    gen_metadata: list[GenerationMetadata] = Field(default_factory=list)
+    url: str | None = None
+    base64: str | None = Field(default=None, repr=False)
+
+
+class CaptionOutput(BaseModel):
+    form: str
+    state: str
+    result: dict[str, Any] | None = None
+
+
+class JobResult(BaseModel):
+    """The state of a job, with whatever outputs it has so far.
+
+    ``complete`` is False when the answer came from a cheap poll that carries no outputs (image
+    ``check``); fetch :meth:`GridBackend.result` for them.
+    """
+
+    progress: JobProgress
+    complete: bool = True
+    texts: list[TextOutput] = Field(default_factory=list)
+    images: list[ImageOutput] = Field(default_factory=list)
+    captions: list[CaptionOutput] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How often one job may be polled without tripping the grid's per-id rate limits."""
+
+    min_interval: float
+    max_interval: float = 30.0
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, so callers explain gaps instead of guessing."""
+
+    api: str
+    cancel: bool = True
+    news: bool = True
+    queue_position: bool = True
+    anonymous: bool = True
+
+
+class GridBackend(Protocol):
+    """One grid API generation behind a job-shaped interface."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def anonymous(self) -> bool:
+        """True when no API key was configured and the shared anonymous key is used."""
+        ...
+
+    def poll_policy(self, kind: JobKind) -> PollPolicy: ...
+
+    async def submit_text(self, request: TextRequest) -> Submission: ...
+
+    async def submit_image(self, request: ImageRequest) -> Submission: ...
+
+    async def submit_caption(self, request: InterrogationRequest) -> Submission: ...
+
+    async def estimate_kudos(self, request: TextRequest | ImageRequest) -> float:
+        """What the request would cost, without queueing it."""
+        ...
+
+    async def poll(self, kind: JobKind, job_id: str) -> JobResult:
+        """The cheapest look at a job (image ``check``; text and caption ``status``)."""
+        ...
+
+    async def result(self, kind: JobKind, job_id: str) -> JobResult:
+        """The full status of a job with its outputs."""
+        ...
+
+    async def cancel(self, kind: JobKind, job_id: str) -> JobResult:
+        """Cancel a job; returns what had finished."""
+        ...
+
+    async def image_bytes(self, image: ImageOutput) -> bytes:
+        """The image file (WEBP on Horde grids), downloaded or decoded, within size limits."""
+        ...
+
+    async def models(
+        self, kind: ModelType, *, min_count: int | None = None, name: str | None = None
+    ) -> list[ActiveModel]: ...
+
+    async def account(self) -> UserDetails: ...
+
+    async def news(self) -> list[Newspiece]: ...
+
+    async def performance(self) -> HordePerformance: ...
+
+    async def modes(self) -> HordeModes: ...
+
+    async def heartbeat(self) -> Heartbeat: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,263 @@
+"""The grid's failures as one small exception tree.
+
+Every error the grid client raises is a :class:`GridError`. Subclasses are chosen from the HTTP
+status and the grid's ``rc`` code, never from message text (the grid appends hints to messages).
+Each carries ``hint``: one sentence telling the caller what to do next. No exception ever holds
+the API key: messages come from the grid's body or from this module, and request headers are
+never copied into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class GridError(Exception):
+    """Base class: something went wrong talking to the grid."""
+
+    default_hint: ClassVar[str] = "Try again later; if it keeps failing, check the grid's status."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        rc: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.rc = rc
+        self.hint = hint or self.default_hint
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.rc:
+            parts.append(f"[{self.rc}]")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, rc={self.rc!r}, message={self.message!r})"
+
+    def describe(self) -> str:
+        """The message and the hint, as one text for a person or a model to read."""
+        return f"{self}. {self.hint}" if self.hint else str(self)
+
+
+class TransportError(GridError):
+    """The grid could not be reached, or the connection broke before an answer arrived."""
+
+    default_hint = (
+        "The grid is unreachable right now; check the base URL and the network, then retry."
+    )
+
+
+class SubmitOutcomeUnknown(TransportError):
+    """A submit may or may not have reached the grid (timeout or broken connection after sending).
+
+    It is never retried automatically, because a second submit would bill twice.
+    """
+
+    default_hint = (
+        "The request may still have been queued and billed. Do not resubmit blindly: wait a minute "
+        "and check your recent jobs first."
+    )
+
+
+class UnexpectedResponse(GridError):
+    """The grid answered with something that is not its documented JSON (HTML, garbage)."""
+
+    default_hint = (
+        "The grid returned an unexpected answer; check AIPG_BASE_URL points at the API base."
+    )
+
+
+class RouteNotFound(UnexpectedResponse):
+    """An HTML 404: the route does not exist on this host (wrong base URL or API generation)."""
+
+    default_hint = (
+        "This host does not serve that route; check AIPG_BASE_URL (for example "
+        "https://aihorde.net/api for the Horde v2 API)."
+    )
+
+
+class APIRetired(GridError):
+    """The host answered 410: it retired the Horde v2 API (AI Power Grid did in July 2026)."""
+
+    default_hint = (
+        "This host retired the Horde v2 API. Set AIPG_BASE_URL to a grid that still serves v2, "
+        "such as https://aihorde.net/api, or use AI Power Grid's /v1 API."
+    )
+
+
+class InvalidAPIKey(GridError):
+    """The API key is not known to the grid."""
+
+    default_hint = (
+        "Check AIPG_API_KEY; leave it unset to run anonymously with the shared key 0000000000."
+    )
+
+
+class Forbidden(GridError):
+    """The grid refused the request for this account or client (403 without a more specific rc)."""
+
+    default_hint = "The grid refused this request for this account; see the message for the reason."
+
+
+class KudosUpfront(Forbidden):
+    """The request is large enough that the account must hold the kudos before it is queued."""
+
+    default_hint = (
+        "Lower the cost (text: max_length 512 or less; images: 1024x1024 or less and 50 steps or "
+        "fewer), set allow_downgrade, or use a key that holds enough kudos."
+    )
+
+
+class TooManyPrompts(GridError):
+    """The account already has as many requests waiting as its concurrency allows (429)."""
+
+    default_hint = "Wait for or cancel some of your running jobs before submitting more."
+
+
+class RateLimited(GridError):
+    """The grid's rate limiter refused the call (429)."""
+
+    default_hint = "Too many calls in a short time; wait and retry."
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        if retry_after is not None and "hint" not in kwargs:
+            self.hint = f"Too many calls in a short time; retry in {retry_after:g} s."
+
+
+class JobNotFound(GridError):
+    """The job id is unknown to the grid, or the job expired and was deleted (404)."""
+
+    default_hint = (
+        "The grid no longer knows this job: it was never submitted there or it expired. Submit a "
+        "new one if you still need the result."
+    )
+
+
+class NotFound(GridError):
+    """Some other thing the request named (worker, style, user) does not exist (404)."""
+
+    default_hint = "Check the names and ids in the request."
+
+
+class ValidationFailed(GridError):
+    """The grid (or our local check) rejected the request's fields (400)."""
+
+    default_hint = "Fix the listed fields and submit again."
+
+    def __init__(
+        self, message: str, *, fields: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        self.fields: dict[str, str] = dict(fields or {})
+        if self.fields and "hint" not in kwargs:
+            listed = "; ".join(f"{path}: {why}" for path, why in self.fields.items())
+            kwargs["hint"] = f"Fix these fields and submit again: {listed}."
+        super().__init__(message, **kwargs)
+
+
+class Maintenance(GridError):
+    """The grid is in maintenance mode and accepts no new requests."""
+
+    default_hint = "The grid is in maintenance; try again later."
+
+
+class DownloadFailed(GridError):
+    """A result image could not be fetched (expired or refused URL, too large, too slow)."""
+
+    default_hint = (
+        "Result URLs expire after 30 minutes; call get_status again for fresh ones. The job itself "
+        "finished and is not billed again."
+    )
+
+
+class ServerError(GridError):
+    """The grid failed internally (5xx) after any retries allowed."""
+
+    default_hint = "The grid had an internal error; retry in a little while."
+
+
+_HINT_BY_RC: dict[str, str] = {
+    "MissingPrompt": "Give a non-empty prompt.",
+    "CorruptPrompt": "The grid's filter rejected the prompt; rephrase it.",
+    "TimeoutIP": "The grid put this IP in timeout after a rejected prompt; wait before retrying.",
+    "TokenOverflow": "Make max_length smaller than max_context_length.",
+    "InvalidSize": "Use width and height that are multiples of 64 between 64 and 3072.",
+    "UnsupportedSampler": "Pick another sampler_name.",
+    "NoValidWorkers": "No worker can serve this request; call list_models and pick a served model.",
+    "BannedClientAgent": "The client agent is banned; upgrade aipg-mcp.",
+    "AnonForbidden": "This needs a registered API key; set AIPG_API_KEY.",
+    "StylesAnonForbidden": "Styles need a registered API key; set AIPG_API_KEY.",
+    "RequiresTrust": "This option needs a trusted account.",
+    "WorkerNotFound": "One of the worker ids does not exist; remove it.",
+    "SharedKeyEmpty": "The shared key has no kudos left.",
+    "SharedKeyExpired": "The shared key expired.",
+    "SharedKeyInsufficientKudos": "The shared key holds too few kudos for this request.",
+}
+
+
+def error_from_response(
+    status: int,
+    body: Any,
+    *,
+    content_type: str = "application/json",
+    retry_after: float | None = None,
+    job_route: bool = False,
+) -> GridError:
+    """Build the exception for one non-2xx grid answer.
+
+    ``job_route`` says the URL named a job id (status/check/cancel), so a 404 means the job is gone.
+    """
+    if "html" in content_type:
+        if status == 404:
+            return RouteNotFound("the grid has no such route (HTML 404)", status=status)
+        return UnexpectedResponse(
+            f"the grid answered HTTP {status} with an HTML page", status=status
+        )
+
+    message = "no message"
+    rc: str | None = None
+    fields: dict[str, str] = {}
+    if isinstance(body, Mapping):
+        message = str(body.get("message") or body.get("detail") or message)
+        raw_rc = body.get("rc")
+        rc = str(raw_rc) if raw_rc else None
+        errors = body.get("errors")
+        if isinstance(errors, Mapping):
+            fields = {str(k): str(v) for k, v in errors.items()}
+
+    hint = _HINT_BY_RC.get(rc or "")
+    kw: dict[str, Any] = {"status": status, "rc": rc}
+    if hint:
+        kw["hint"] = hint
+
+    if status == 410:
+        return APIRetired(message, **kw)
+    if status == 429:
+        if rc == "TooManyPrompts":
+            return TooManyPrompts(message, **kw)
+        return RateLimited(f"rate limited ({message})", retry_after=retry_after, **kw)
+    if rc == "MaintenanceMode":
+        return Maintenance(message, **kw)
+    if status == 401 or rc == "InvalidAPIKey":
+        return InvalidAPIKey(message, **kw)
+    if status == 403:
+        if rc in ("KudosUpfront", "SharedKeyInsufficientKudos"):
+            return KudosUpfront(message, **kw)
+        return Forbidden(message, **kw)
+    if status == 404:
+        if rc in ("RequestNotFound", "InvalidJobID") or (job_route and rc is None):
+            return JobNotFound(message, **kw)
+        return NotFound(message, **kw)
+    if status in (400, 422):
+        return ValidationFailed(message, fields=fields, **kw)
+    if status >= 500:
+        return ServerError(f"grid error HTTP {status}: {message}", **kw)
+    return GridError(f"HTTP {status}: {message}", **kw)

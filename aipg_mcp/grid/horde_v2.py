@@ -1,0 +1,329 @@
+"""The Horde v2 backend: AI Horde and every grid that speaks its ``/api/v2`` protocol."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel, TypeAdapter
+
+from aipg_mcp import PROJECT_URL, __version__
+from aipg_mcp.grid.base import (
+    Capabilities,
+    CaptionOutput,
+    ImageOutput,
+    JobKind,
+    JobProgress,
+    JobResult,
+    JobState,
+    PollPolicy,
+    Submission,
+    TextOutput,
+)
+from aipg_mcp.grid.errors import DownloadFailed, UnexpectedResponse
+from aipg_mcp.grid.models import (
+    ANONYMOUS_KEY,
+    ActiveModel,
+    DryRun,
+    Heartbeat,
+    HordeModes,
+    HordePerformance,
+    ImageRequest,
+    ImageStatus,
+    InterrogationRequest,
+    InterrogationStatus,
+    ModelType,
+    Newspiece,
+    RequestAsync,
+    RequestStatusCheck,
+    TextRequest,
+    TextStatus,
+    UserDetails,
+)
+from aipg_mcp.grid.transport import GridTransport, RetryPolicy, Timeouts
+
+DEFAULT_BASE_URL = "https://api.aipowergrid.io/api"
+AI_HORDE_BASE_URL = "https://aihorde.net/api"
+USER_AGENT = f"aipg-mcp:{__version__}:{PROJECT_URL}"
+
+# Per-id rate limits of the grid: image status 10/min, text status 60/min, check 10/s.
+_POLL = {
+    JobKind.IMAGE: PollPolicy(min_interval=0.5),
+    JobKind.TEXT: PollPolicy(min_interval=1.0),
+    JobKind.CAPTION: PollPolicy(min_interval=1.0),
+}
+_MODELS = TypeAdapter(list[ActiveModel])
+_NEWS = TypeAdapter(list[Newspiece])
+_CAPTION_DONE = {"done", "partial"}
+_M = TypeVar("_M", bound=BaseModel)
+_T = TypeVar("_T")
+
+
+class HordeV2Backend:
+    """Talks to ``<base_url>/v2/...``.
+
+    ``base_url`` is the API base as the grid documents it (``https://aihorde.net/api``).
+    With no key, the anonymous key ``0000000000`` is used: requests run at the lowest priority
+    and large ones need kudos upfront.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        max_image_bytes: int = 50 * 1024 * 1024,
+        download_timeout: float = 60.0,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._anonymous = not api_key
+        self.transport = GridTransport(
+            api_key=api_key or ANONYMOUS_KEY,
+            user_agent=USER_AGENT,
+            retry=retry,
+            timeouts=timeouts,
+        )
+        self.max_image_bytes = max_image_bytes
+        self.download_timeout = download_timeout
+
+    def __repr__(self) -> str:
+        return f"HordeV2Backend(base_url={self._base_url!r}, anonymous={self._anonymous})"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(api="v2")
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def anonymous(self) -> bool:
+        return self._anonymous
+
+    def poll_policy(self, kind: JobKind) -> PollPolicy:
+        return _POLL[kind]
+
+    def _url(self, path: str) -> str:
+        return f"{self._base_url}/v2/{path}"
+
+    @staticmethod
+    def _job_path(kind: JobKind, job_id: str, action: str) -> str:
+        safe = quote(job_id, safe="")
+        if kind is JobKind.TEXT:
+            return f"generate/text/{action}/{safe}"
+        if kind is JobKind.IMAGE:
+            return f"generate/{action}/{safe}"
+        return f"interrogate/{action}/{safe}"
+
+    # ------------------------------------------------------------------------- submits
+
+    async def _submit(self, kind: JobKind, path: str, body: dict[str, Any]) -> Submission:
+        _, payload = await self.transport.submit(self._url(path), body)
+        accepted = _parse(RequestAsync, payload)
+        return Submission(
+            job_id=accepted.id,
+            kind=kind,
+            kudos=accepted.kudos,
+            message=accepted.message,
+            warnings=[w.message or w.code for w in accepted.warnings],
+        )
+
+    async def submit_text(self, request: TextRequest) -> Submission:
+        return await self._submit(JobKind.TEXT, "generate/text/async", request.wire())
+
+    async def submit_image(self, request: ImageRequest) -> Submission:
+        return await self._submit(JobKind.IMAGE, "generate/async", request.wire())
+
+    async def submit_caption(self, request: InterrogationRequest) -> Submission:
+        return await self._submit(JobKind.CAPTION, "interrogate/async", request.wire())
+
+    async def estimate_kudos(self, request: TextRequest | ImageRequest) -> float:
+        path = "generate/text/async" if isinstance(request, TextRequest) else "generate/async"
+        body = request.model_copy(update={"dry_run": True}).wire()
+        _, payload = await self.transport.submit(self._url(path), body)
+        return _parse(DryRun, payload).kudos
+
+    # -------------------------------------------------------------------- job status
+
+    async def poll(self, kind: JobKind, job_id: str) -> JobResult:
+        if kind is not JobKind.IMAGE:
+            # Text has no check route, and its status is small: poll the status itself.
+            return await self.result(kind, job_id)
+        payload = await self.transport.get(
+            self._url(self._job_path(kind, job_id, "check")), job_route=True
+        )
+        return JobResult(
+            progress=_progress(job_id, kind, _parse(RequestStatusCheck, payload)), complete=False
+        )
+
+    async def result(self, kind: JobKind, job_id: str) -> JobResult:
+        payload = await self.transport.get(
+            self._url(self._job_path(kind, job_id, "status")), job_route=True
+        )
+        return _result(job_id, kind, payload)
+
+    async def cancel(self, kind: JobKind, job_id: str) -> JobResult:
+        payload = await self.transport.delete(self._url(self._job_path(kind, job_id, "status")))
+        result = _result(job_id, kind, payload)
+        # The grid answers with the counters from before the cancel; what was still waiting is
+        # now cancelled, and only jobs already on a worker may still finish.
+        if not result.progress.state.final:
+            result.progress.state = JobState.CANCELLED
+        return result
+
+    async def image_bytes(self, image: ImageOutput) -> bytes:
+        if image.base64 is not None:
+            if image.base64 in ("", "N/A"):
+                raise DownloadFailed(f"the grid holds no image data for generation {image.id}")
+            try:
+                data = base64.b64decode(image.base64, validate=True)
+            except (binascii.Error, ValueError):
+                raise DownloadFailed(
+                    f"generation {image.id} came back with corrupt base64"
+                ) from None
+            if len(data) > self.max_image_bytes:
+                raise DownloadFailed(f"the image exceeds the {self.max_image_bytes}-byte cap")
+            return data
+        if not image.url:
+            raise DownloadFailed(f"generation {image.id} has neither a URL nor image data")
+        data, _ = await self.transport.download(
+            image.url, max_bytes=self.max_image_bytes, seconds=self.download_timeout
+        )
+        return data
+
+    # ----------------------------------------------------------------------- lookups
+
+    async def models(
+        self, kind: ModelType, *, min_count: int | None = None, name: str | None = None
+    ) -> list[ActiveModel]:
+        params: dict[str, Any] = {"type": kind.value}
+        if min_count is not None:
+            params["min_count"] = min_count
+        if name:
+            path = f"status/models/{quote(name.lower(), safe='')}"
+            return _parse_list(_MODELS, await self.transport.get(self._url(path), params=params))
+        return _parse_list(
+            _MODELS, await self.transport.get(self._url("status/models"), params=params)
+        )
+
+    async def account(self) -> UserDetails:
+        payload = await self.transport.get(self._url("find_user"), with_key=True)
+        return _parse(UserDetails, payload)
+
+    async def news(self) -> list[Newspiece]:
+        return _parse_list(_NEWS, await self.transport.get(self._url("status/news")))
+
+    async def performance(self) -> HordePerformance:
+        return _parse(HordePerformance, await self.transport.get(self._url("status/performance")))
+
+    async def modes(self) -> HordeModes:
+        return _parse(HordeModes, await self.transport.get(self._url("status/modes")))
+
+    async def heartbeat(self) -> Heartbeat:
+        return _parse(Heartbeat, await self.transport.get(self._url("status/heartbeat")))
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+def _parse(model: type[_M], payload: Any) -> _M:
+    try:
+        return model.model_validate(payload)
+    except ValueError:
+        raise UnexpectedResponse(f"the grid's answer does not look like {model.__name__}") from None
+
+
+def _parse_list(adapter: TypeAdapter[list[_T]], payload: Any) -> list[_T]:
+    try:
+        return adapter.validate_python(payload)
+    except ValueError:
+        raise UnexpectedResponse("the grid's answer is not the expected list") from None
+
+
+def _state(check: RequestStatusCheck) -> JobState:
+    if check.faulted:
+        return JobState.FAULTED
+    if check.done:
+        return JobState.DONE
+    if check.processing or check.finished:
+        return JobState.PROCESSING
+    return JobState.QUEUED
+
+
+def _progress(job_id: str, kind: JobKind, check: RequestStatusCheck) -> JobProgress:
+    return JobProgress(
+        job_id=job_id,
+        kind=kind,
+        state=_state(check),
+        queue_position=check.queue_position,
+        wait_time=check.wait_time,
+        finished=check.finished,
+        processing=check.processing,
+        waiting=check.waiting,
+        restarted=check.restarted,
+        is_possible=check.is_possible,
+        kudos=check.kudos,
+    )
+
+
+def _result(job_id: str, kind: JobKind, payload: Any) -> JobResult:
+    if kind is JobKind.TEXT:
+        text = _parse(TextStatus, payload)
+        return JobResult(
+            progress=_progress(job_id, kind, text),
+            texts=[
+                TextOutput(
+                    text=g.text,
+                    seed=g.seed,
+                    model=g.model,
+                    worker_id=g.worker_id,
+                    worker_name=g.worker_name,
+                    censored=any(m.type == "censorship" for m in g.gen_metadata),
+                )
+                for g in text.generations
+            ],
+        )
+    if kind is JobKind.IMAGE:
+        image = _parse(ImageStatus, payload)
+        outputs = []
+        for g in image.generations:
+            is_url = g.img.startswith(("http://", "https://"))
+            outputs.append(
+                ImageOutput(
+                    id=g.id,
+                    seed=g.seed,
+                    model=g.model,
+                    worker_id=g.worker_id,
+                    worker_name=g.worker_name,
+                    censored=g.censored,
+                    gen_metadata=g.gen_metadata,
+                    url=g.img if is_url else None,
+                    base64=None if is_url else g.img,
+                )
+            )
+        return JobResult(progress=_progress(job_id, kind, image), images=outputs)
+    caption = _parse(InterrogationStatus, payload)
+    return JobResult(
+        progress=JobProgress(job_id=job_id, kind=kind, state=_caption_state(caption)),
+        captions=[
+            CaptionOutput(form=f.form, state=f.state, result=f.result) for f in caption.forms
+        ],
+    )
+
+
+def _caption_state(status: InterrogationStatus) -> JobState:
+    state = status.state.lower()
+    if state in _CAPTION_DONE:
+        return JobState.DONE
+    if state == "faulted":
+        return JobState.FAULTED
+    if state == "cancelled":
+        return JobState.CANCELLED
+    if state == "processing":
+        return JobState.PROCESSING
+    return JobState.QUEUED

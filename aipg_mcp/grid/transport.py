@@ -1,0 +1,303 @@
+"""HTTP to the grid: one shared client, error mapping, and retries that never bill twice.
+
+Reads (GET) and cancels (DELETE) are retried on 429, 502, 503, 504 and connection failures, with
+jittered exponential backoff that honours ``Retry-After``, bounded in attempts and total time.
+A submit (POST) is retried only when the grid provably did not queue it: a rate-limit 429, or a
+connection that failed before the request was sent. A submit that timed out or broke after
+sending may have been queued, so it raises :class:`SubmitOutcomeUnknown` instead.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from aipg_mcp.grid.errors import (
+    GridError,
+    RateLimited,
+    SubmitOutcomeUnknown,
+    TransportError,
+    UnexpectedResponse,
+    error_from_response,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+log = logging.getLogger("aipg_mcp.grid")
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry a call that may safely be repeated."""
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    total_seconds: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter exponential delay before retry number ``attempt`` (1-based)."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 30.0
+    submit_read: float = 60.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class GridTransport:
+    """Sends grid API calls through one lazily created ``httpx.AsyncClient``.
+
+    The client is created on first use, so importing and starting the server stays fast. The
+    API key travels only in the ``apikey`` header of API calls, never to download URLs and never
+    into an exception or log line.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        user_agent: str,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        self._api_key = api_key
+        self.user_agent = user_agent
+        self.retry = retry or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"GridTransport(user_agent={self.user_agent!r})"
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _headers(self, *, with_key: bool) -> dict[str, str]:
+        headers = {"Client-Agent": self.user_agent, "User-Agent": self.user_agent}
+        if with_key:
+            headers["apikey"] = self._api_key
+        return headers
+
+    async def get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        with_key: bool = False,
+        job_route: bool = False,
+    ) -> Any:
+        """GET JSON, retrying what is safe to retry."""
+        return await self._retrying(
+            "GET", url, params=params, with_key=with_key, job_route=job_route
+        )
+
+    async def delete(self, url: str) -> Any:
+        """DELETE (cancel) a job; repeating a cancel is harmless, so it retries like a GET."""
+        return await self._retrying("DELETE", url, with_key=True, job_route=True)
+
+    async def submit(self, url: str, body: Mapping[str, Any]) -> tuple[int, Any]:
+        """POST a submit once, retrying only when the grid provably did not queue it.
+
+        Returns the status code and the decoded body of a 2xx answer.
+        """
+        import httpx
+
+        policy = self.retry
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self.client.post(
+                    url,
+                    json=body,
+                    headers=self._headers(with_key=True),
+                    timeout=httpx.Timeout(self.timeouts.submit_read, connect=self.timeouts.connect),
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing was sent: retrying cannot queue the job twice.
+                error: GridError = TransportError(_describe_transport(url, exc))
+                delay = policy.backoff(attempt)
+            except httpx.TransportError as exc:
+                raise SubmitOutcomeUnknown(
+                    f"the submit to {_host(url)} failed after it was sent ({type(exc).__name__}); "
+                    "the grid may have queued it"
+                ) from None
+            else:
+                if response.is_success:
+                    return response.status_code, _decode_json(response)
+                error = _error_for(response, job_route=False)
+                if not (isinstance(error, RateLimited) and error.rc is None):
+                    raise error
+                delay = max(error.retry_after or 0.0, policy.backoff(attempt))
+            if not _may_retry(policy, attempt, started, delay):
+                raise error
+            log.info("submit refused without queueing (%s); retrying in %.1f s", error, delay)
+            await anyio.sleep(delay)
+
+    async def _retrying(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        with_key: bool,
+        job_route: bool,
+    ) -> Any:
+        import httpx
+
+        policy = self.retry
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self.client.request(
+                    method, url, params=params, headers=self._headers(with_key=with_key)
+                )
+            except httpx.TransportError as exc:
+                error: GridError = TransportError(_describe_transport(url, exc))
+                delay = policy.backoff(attempt)
+            else:
+                if response.is_success:
+                    return _decode_json(response)
+                error = _error_for(response, job_route=job_route)
+                if response.status_code not in RETRYABLE_STATUS or error.rc == "TooManyPrompts":
+                    raise error
+                retry_after = error.retry_after if isinstance(error, RateLimited) else None
+                delay = max(retry_after or 0.0, policy.backoff(attempt))
+            if not _may_retry(policy, attempt, started, delay):
+                raise error
+            log.info("%s %s failed (%s); retrying in %.1f s", method, _path(url), error, delay)
+            await anyio.sleep(delay)
+
+    async def download(self, url: str, *, max_bytes: int, seconds: float) -> tuple[bytes, str]:
+        """Stream a result URL (no API key; explicit User-Agent) within a size cap and a deadline.
+
+        Returns the bytes and the content type.
+        """
+        import httpx
+
+        from aipg_mcp.grid.errors import DownloadFailed
+
+        try:
+            with anyio.fail_after(seconds):
+                async with self.client.stream(
+                    "GET", url, headers=self._headers(with_key=False), follow_redirects=True
+                ) as response:
+                    if not response.is_success:
+                        raise DownloadFailed(
+                            f"the image URL answered HTTP {response.status_code}",
+                            status=response.status_code,
+                        )
+                    declared = response.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > max_bytes:
+                        raise DownloadFailed(
+                            f"the image is {int(declared)} bytes, over the {max_bytes}-byte cap"
+                        )
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise DownloadFailed(f"the image exceeds the {max_bytes}-byte cap")
+                        chunks.append(chunk)
+                    return b"".join(chunks), response.headers.get("content-type", "")
+        except TimeoutError:
+            raise DownloadFailed(f"the image download took longer than {seconds:g} s") from None
+        except httpx.TransportError as exc:
+            raise DownloadFailed(
+                f"the image download failed: {_describe_transport(url, exc)}"
+            ) from None
+
+
+def _may_retry(policy: RetryPolicy, attempt: int, started: float, delay: float) -> bool:
+    elapsed = time.monotonic() - started
+    return attempt < policy.attempts and elapsed + delay <= policy.total_seconds
+
+
+def _error_for(response: httpx.Response, *, job_route: bool) -> GridError:
+    content_type = response.headers.get("content-type", "")
+    body: Any = None
+    if "json" in content_type:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+    return error_from_response(
+        response.status_code,
+        body,
+        content_type=content_type or "application/octet-stream",
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+        job_route=job_route,
+    )
+
+
+def _decode_json(response: httpx.Response) -> Any:
+    if "html" in response.headers.get("content-type", ""):
+        raise UnexpectedResponse("the grid answered with an HTML page instead of JSON")
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise UnexpectedResponse(
+            f"the grid's answer to {_path(str(response.request.url))} is not valid JSON"
+        ) from None
+
+
+def _host(url: str) -> str:
+    return url.split("/")[2] if "://" in url else url
+
+
+def _path(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    return "/" + rest.split("/", 1)[1].split("?", 1)[0] if "/" in rest else "/"
+
+
+def _describe_transport(url: str, exc: Exception) -> str:
+    detail = str(exc) or type(exc).__name__
+    return f"could not reach {_host(url)}: {detail}"

@@ -1,0 +1,1 @@
+"""The MCP surface of aipg-mcp: tools, resources, prompts, media delivery and transports."""

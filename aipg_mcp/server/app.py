@@ -1,0 +1,82 @@
+"""Builds the MCP server: its tools, resources and prompts over one grid backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Literal
+
+from mcp.server.mcpserver import MCPServer
+
+from aipg_mcp import PROJECT_URL, __version__
+from aipg_mcp.grid.base import GridBackend
+from aipg_mcp.grid.horde_v2 import HordeV2Backend
+from aipg_mcp.server.ledger import Ledger
+from aipg_mcp.server.media import MediaStore
+from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
+from aipg_mcp.server.state import AppState
+from aipg_mcp.server.tools import register_tools
+from aipg_mcp.settings import Settings
+
+INSTRUCTIONS = """\
+Generates text and images on AI Power Grid or any AI Horde-compatible grid.
+Jobs can take from seconds to many minutes. generate_text, generate_image and caption_image wait
+about 40 s; if the job is not done by then they return a job_id and its state: call
+get_status(job_id, wait_seconds=40) to wait again, or cancel_job(job_id). Never resubmit a job
+that is still running: an identical call within a few minutes returns the same job anyway.
+Use list_models to pick a model with workers online. get_account says whose key is in use."""
+
+BackendFactory = Callable[[Settings], GridBackend]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def default_backend(settings: Settings) -> GridBackend:
+    """The grid backend the settings ask for."""
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    return HordeV2Backend(settings.base_url, key)
+
+
+def build_server(
+    settings: Settings, backend_factory: BackendFactory = default_backend
+) -> MCPServer[AppState]:
+    """An MCP server for these settings. Nothing touches the network or disk until it runs."""
+    holder = StateHolder()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        state = AppState(
+            settings=settings,
+            backend=backend_factory(settings),
+            ledger=Ledger(settings.ledger_path),
+            media=MediaStore(settings.output_dir),
+        )
+        holder.state = state
+        try:
+            yield state
+        finally:
+            holder.state = None
+            await state.backend.aclose()
+            state.ledger.close()
+
+    mcp: MCPServer[AppState] = MCPServer(
+        "aipg-mcp",
+        title="AI Power Grid",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        website_url=PROJECT_URL,
+        lifespan=lifespan,
+        log_level=_level(settings.log_level),
+    )
+    register_tools(mcp)
+    register_resources(mcp, holder)
+    register_prompts(mcp)
+    return mcp
+
+
+
+def _level(name: str) -> LogLevel:
+    for level in LOG_LEVELS:
+        if level == name.upper():
+            return level
+    return "INFO"

@@ -1,0 +1,119 @@
+"""Streamable HTTP: the MCP endpoint at ``/mcp``, a health route, bearer auth, Host checks.
+
+Stateful sessions with SSE responses, the only mode in which progress and cancellation reach
+every client. Loopback by default; any other bind address needs a bearer token (settings refuse
+to start without one).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from mcp.server.transport_security import TransportSecuritySettings
+
+from aipg_mcp import __version__
+from aipg_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from aipg_mcp.server.state import AppState
+
+log = logging.getLogger("aipg_mcp.server")
+
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+HEALTH_PATH = "/health"
+
+
+class BearerAuth:
+    """Requires ``Authorization: Bearer <token>`` on every route but the health route.
+
+    The token is compared in constant time and never logged.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") == HEALTH_PATH:
+            await self.app(scope, receive, send)
+            return
+        supplied = b""
+        for name, value in scope.get("headers", []):
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                supplied = value[7:].strip()
+        if not hmac.compare_digest(supplied, self._token):
+            body = json.dumps({"error": "unauthorized", "message": "missing or wrong bearer token"})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"www-authenticate", b'Bearer realm="aipg-mcp"'),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        await self.app(scope, receive, send)
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings | None:
+    """Host and Origin checks: on for loopback and for configured hosts."""
+    if settings.allowed_hosts:
+        hosts = list(settings.allowed_hosts)
+        return TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=hosts + [f"{h}:*" for h in hosts if ":" not in h],
+            allowed_origins=[f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+            + [f"{scheme}://{h}:*" for h in hosts for scheme in ("http", "https")],
+        )
+    if settings.loopback:
+        return None  # the SDK arms loopback-only Host/Origin checks by itself
+    # Bound beyond loopback with no host list: the bearer token is the guard.
+    return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+
+
+def build_http_app(mcp: MCPServer[AppState], settings: Settings) -> ASGIApp:
+    """The ASGI app serving ``/mcp`` and ``/health``."""
+    from starlette.responses import JSONResponse
+
+    @mcp.custom_route(HEALTH_PATH, methods=["GET"])
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "server": "aipg-mcp", "version": __version__})
+
+    app: ASGIApp = mcp.streamable_http_app(
+        host=settings.host,
+        transport_security=transport_security(settings),
+        max_request_body_size=MAX_REQUEST_BYTES,
+    )
+    if settings.auth_token is not None:
+        app = BearerAuth(app, settings.auth_token.get_secret_value())
+    return app
+
+
+async def serve_http(mcp: MCPServer[AppState], settings: Settings) -> None:
+    """Serve until cancelled."""
+    import uvicorn
+
+    app = build_http_app(mcp, settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    log.info("serving MCP at http://%s:%d/mcp", settings.host, settings.port)
+    await server.serve()
+

@@ -1,0 +1,424 @@
+"""The job lifecycle behind the tools: submit once, wait within a budget, remember, deliver.
+
+Tools call :class:`JobRunner`; it talks to the grid backend, records every job in the ledger,
+saves images and builds previews, and turns all of it into a :class:`JobReport`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from aipg_mcp.grid.base import ImageOutput, JobKind, JobProgress, JobResult, JobState, Submission
+from aipg_mcp.grid.errors import GridError, JobNotFound
+from aipg_mcp.grid.jobs import WaitOutcome, wait_for_job
+from aipg_mcp.grid.models import ImageRequest, InterrogationRequest, TextRequest
+from aipg_mcp.server.ledger import JobRecord, fingerprint
+from aipg_mcp.server.media import Preview, image_size, make_previews
+from aipg_mcp.server.reports import CaptionItem, ImageItem, JobReport, TextItem
+from aipg_mcp.server.state import AppState
+
+log = logging.getLogger("aipg_mcp.server")
+
+ProgressSink = Callable[[JobProgress], Awaitable[None]]
+AnyRequest = TextRequest | ImageRequest | InterrogationRequest
+
+
+@dataclass
+class Delivery:
+    """A report and the inline previews that go with it."""
+
+    report: JobReport
+    previews: list[Preview] = field(default_factory=list)
+
+
+def describe_progress(progress: JobProgress) -> str:
+    """One line on a running job, for progress notifications."""
+    parts = [progress.state.value]
+    if progress.queue_position:
+        parts.append(f"queue position {progress.queue_position}")
+    if progress.wait_time:
+        parts.append(f"ETA {progress.wait_time} s")
+    if progress.finished or progress.processing:
+        parts.append(f"{progress.finished} finished, {progress.processing} processing")
+    if not progress.is_possible:
+        parts.append("no worker can serve it right now")
+    return ", ".join(parts)
+
+
+def stored_params(request: AnyRequest) -> dict[str, Any]:
+    """The request as the ledger keeps it: source images replaced by a digest, never inlined."""
+    params = request.wire()
+    for key in ("source_image", "source_mask"):
+        value = params.get(key)
+        if isinstance(value, str) and not value.startswith(("http://", "https://")):
+            digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+            params[key] = f"<image sha256:{digest}, {len(value)} base64 chars>"
+    return params
+
+
+class JobRunner:
+    """Runs grid jobs for the tools of one server."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    @property
+    def grid(self) -> str:
+        return self.state.backend.base_url
+
+    # ------------------------------------------------------------------------ submit
+
+    async def submit(
+        self,
+        kind: JobKind,
+        request: AnyRequest,
+        *,
+        new_job: bool,
+        wait_seconds: float,
+        inline: bool,
+        on_progress: ProgressSink | None,
+    ) -> Delivery:
+        """Submit a job (or reuse an identical recent one) and wait for it within the budget."""
+        state = self.state
+        params = stored_params(request)
+        key = fingerprint(
+            kind, self.grid, {"request": request.wire(), "api": state.backend.capabilities.api},
+            state.identity,
+        )
+        if not new_job:
+            existing = state.ledger.find_recent(key, state.settings.dedupe_seconds)
+            if existing is not None:
+                log.info("reusing %s job %s for an identical request", kind, existing.job_id)
+                delivery = await self.follow(
+                    existing,
+                    wait_seconds=wait_seconds,
+                    inline=inline,
+                    on_progress=on_progress,
+                    cancel_on_abort=False,
+                )
+                delivery.report.reused = True
+                delivery.report.message = (
+                    "An identical request was submitted recently, so its job is returned instead "
+                    "of paying again (pass new_job=true for a fresh one). " + delivery.report.message
+                ).strip()
+                return delivery
+
+        if isinstance(request, TextRequest):
+            submission = await state.backend.submit_text(request)
+        elif isinstance(request, ImageRequest):
+            submission = await state.backend.submit_image(request)
+        else:
+            submission = await state.backend.submit_caption(request)
+        record = state.ledger.record_submission(
+            submission,
+            api=state.backend.capabilities.api,
+            grid=self.grid,
+            params=params,
+            fingerprint=key,
+        )
+        log.info("submitted %s job %s", kind, submission.job_id)
+        delivery = await self.follow(
+            record,
+            wait_seconds=wait_seconds,
+            inline=inline,
+            on_progress=on_progress,
+            cancel_on_abort=True,
+        )
+        delivery.report.warnings = [*submission.warnings, *delivery.report.warnings]
+        if submission.message and delivery.report.state in (JobState.QUEUED, JobState.PROCESSING):
+            delivery.report.warnings.append(submission.message)
+        return delivery
+
+    # ------------------------------------------------------------------------ follow
+
+    async def follow(
+        self,
+        record: JobRecord,
+        *,
+        wait_seconds: float,
+        inline: bool,
+        on_progress: ProgressSink | None,
+        cancel_on_abort: bool,
+    ) -> Delivery:
+        """Bring a known job up to date, waiting up to ``wait_seconds``, and deliver it."""
+        ledger = self.state.ledger
+        if record.state.final and record.result is not None and self._delivered(record):
+            return await self._deliver(record, record.result, inline=inline, stale=True)
+        if record.state.final and record.result is None and record.state is not JobState.DONE:
+            return Delivery(self._report(record, None))
+
+        async def aborted(answer: JobResult | None) -> None:
+            ledger.update(
+                record.job_id,
+                state=JobState.CANCELLED,
+                result=answer,
+                note="cancelled on the grid because the client cancelled the call",
+            )
+
+        outcome = await wait_for_job(
+            self.state.backend,
+            record.kind,
+            record.job_id,
+            budget=wait_seconds,
+            on_progress=on_progress,
+            cancel_on_abort=cancel_on_abort,
+            on_abort=aborted,
+        )
+        return await self._settle(record, outcome, inline=inline)
+
+    async def _settle(self, record: JobRecord, outcome: WaitOutcome, *, inline: bool) -> Delivery:
+        ledger = self.state.ledger
+        error = outcome.error.describe() if outcome.error else None
+        if outcome.state is JobState.EXPIRED:
+            record = ledger.update(record.job_id, state=JobState.EXPIRED, error=error)
+            return Delivery(self._report(record, record.result))
+        if not outcome.state.final or outcome.result is None:
+            record = ledger.update(
+                record.job_id, state=outcome.state, progress=outcome.progress, error=error
+            )
+            report = self._report(record, None)
+            if error:
+                report.warnings.append(f"The last look at the job failed: {error}")
+            return Delivery(report)
+        record = ledger.update(
+            record.job_id,
+            state=outcome.state,
+            progress=outcome.result.progress,
+            result=outcome.result,
+            error=error,
+        )
+        return await self._deliver(record, outcome.result, inline=inline)
+
+    # ------------------------------------------------------------------------ status
+
+    async def find(self, job_id: str, kind: JobKind | None) -> JobRecord:
+        """The ledger's record of a job; a job only the grid knows is looked up and recorded."""
+        job_id = job_id.strip()
+        record = self.state.ledger.get(job_id)
+        if record is not None:
+            return record
+        kinds = [kind] if kind else [JobKind.IMAGE, JobKind.TEXT, JobKind.CAPTION]
+        for candidate in kinds:
+            try:
+                polled = await self.state.backend.poll(candidate, job_id)
+            except JobNotFound:
+                continue
+            record = self.state.ledger.record_submission(
+                Submission(job_id=job_id, kind=candidate),
+                api=self.state.backend.capabilities.api,
+                grid=self.grid,
+                params={},
+                fingerprint="",
+            )
+            return self.state.ledger.update(job_id, progress=polled.progress)
+        raise JobNotFound(
+            f"no job {job_id} in this server's ledger or on {self.grid}",
+            hint="Check the job id; jobs expire on the grid a while after they finish.",
+        )
+
+    async def cancel(self, job_id: str, kind: JobKind | None, *, inline: bool) -> Delivery:
+        """Cancel a job on the grid and deliver whatever had finished."""
+        record = await self.find(job_id, kind)
+        if record.state.final and record.result is not None:
+            delivery = await self._deliver(record, record.result, inline=inline, stale=True)
+            delivery.report.message = (
+                f"The job had already ended ({record.state.value}); nothing to cancel."
+            )
+            return delivery
+        try:
+            answer = await self.state.backend.cancel(record.kind, record.job_id)
+        except JobNotFound as exc:
+            record = self.state.ledger.update(
+                record.job_id, state=JobState.EXPIRED, error=exc.describe()
+            )
+            return Delivery(self._report(record, record.result))
+        state = JobState.DONE if answer.progress.state is JobState.DONE else JobState.CANCELLED
+        record = self.state.ledger.update(
+            record.job_id,
+            state=state,
+            progress=answer.progress,
+            result=answer,
+            note="cancelled on request",
+        )
+        delivery = await self._deliver(record, answer, inline=inline)
+        if state is JobState.CANCELLED:
+            running = answer.progress.processing
+            delivery.report.message = (
+                f"Cancelled on the grid. {len(answer.images) + len(answer.texts)} finished "
+                "result(s) are included."
+                + (
+                    f" {running} job(s) were already on a worker; they may still finish and be "
+                    "charged."
+                    if running
+                    else ""
+                )
+            )
+        return delivery
+
+    # ---------------------------------------------------------------------- delivery
+
+    def _delivered(self, record: JobRecord) -> bool:
+        """True when every image of a finished job is saved (or there are none)."""
+        if record.result is None:
+            return False
+        return all(image.id in record.files for image in record.result.images)
+
+    async def _deliver(
+        self, record: JobRecord, result: JobResult, *, inline: bool, stale: bool = False
+    ) -> Delivery:
+        """Save images that are not on disk yet and build the report with previews.
+
+        ``stale`` says the result came from the ledger, so its download URLs may have expired:
+        images not saved yet are then fetched from a fresh answer of the grid.
+        """
+        media = self.state.media
+        missing = [image for image in result.images if image.id not in record.files]
+        if missing and stale:
+            result = await self._refresh(record, result)
+            missing = [image for image in result.images if image.id not in record.files]
+        data: dict[str, bytes] = {}
+        errors: dict[str, str] = {}
+
+        async def fetch(image: ImageOutput) -> None:
+            try:
+                raw = await self.state.backend.image_bytes(image)
+                path = await anyio.to_thread.run_sync(media.save, record.job_id, image.id, raw)
+            except (GridError, ValueError, OSError) as exc:
+                errors[image.id] = exc.describe() if isinstance(exc, GridError) else str(exc)
+                return
+            data[image.id] = raw
+            saved[image.id] = str(path)
+
+        saved: dict[str, str] = {}
+        if missing:
+            async with anyio.create_task_group() as group:
+                for image in missing:
+                    group.start_soon(fetch, image)
+            if saved:
+                record = self.state.ledger.update(record.job_id, files=saved)
+
+        for image in result.images:
+            if image.id not in data and image.id in record.files:
+                stored = await anyio.to_thread.run_sync(media.read, record.job_id, image.id)
+                if stored is not None:
+                    data[image.id] = stored
+
+        report = self._report(record, result, errors=errors, sizes=data)
+        previews: list[Preview] = []
+        if inline and data:
+            order = [image.id for image in result.images if image.id in data]
+            previews = await anyio.to_thread.run_sync(
+                lambda: make_previews([data[i] for i in order])
+            )
+            for item in report.images:
+                item.preview = item.id in order
+        return Delivery(report, previews)
+
+    async def _refresh(self, record: JobRecord, result: JobResult) -> JobResult:
+        """Ask the grid again for a finished job's outputs (fresh download URLs)."""
+        try:
+            fresh = await self.state.backend.result(record.kind, record.job_id)
+        except GridError as exc:
+            log.info("could not refresh job %s: %s", record.job_id, exc)
+            return result
+        return fresh if len(fresh.images) >= len(result.images) else result
+
+    def _report(
+        self,
+        record: JobRecord,
+        result: JobResult | None,
+        *,
+        errors: dict[str, str] | None = None,
+        sizes: dict[str, bytes] | None = None,
+    ) -> JobReport:
+        errors = errors or {}
+        sizes = sizes or {}
+        progress = (result.progress if result else None) or record.progress
+        report = JobReport(
+            job_id=record.job_id,
+            kind=record.kind,
+            state=record.state,
+            grid=record.grid,
+            queue_position=progress.queue_position if progress else None,
+            eta_seconds=progress.wait_time if progress else None,
+            finished=progress.finished if progress else 0,
+            waiting=progress.waiting if progress else 0,
+            processing=progress.processing if progress else 0,
+            kudos=progress.kudos if progress else None,
+        )
+        if result is not None:
+            report.texts = [
+                TextItem(
+                    text=t.text, model=t.model, worker=t.worker_name, seed=t.seed, censored=t.censored
+                )
+                for t in result.texts
+            ]
+            report.captions = [
+                CaptionItem(form=c.form, state=c.state, result=c.result) for c in result.captions
+            ]
+            for image in result.images:
+                width = height = None
+                if image.id in sizes:
+                    try:
+                        width, height = image_size(sizes[image.id])
+                    except ValueError:
+                        pass
+                path = record.files.get(image.id)
+                report.images.append(
+                    ImageItem(
+                        id=image.id,
+                        seed=image.seed,
+                        model=image.model,
+                        worker=image.worker_name,
+                        worker_id=image.worker_id,
+                        censored=image.censored,
+                        faulted=image.id in errors,
+                        error=errors.get(image.id),
+                        width=width,
+                        height=height,
+                        url=image.url,
+                        path=path,
+                        resource_uri=f"aipg://images/{record.job_id}/{image.id}" if path else None,
+                    )
+                )
+        report.message, report.next_step = _explain(record, report)
+        return report
+
+
+def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
+    job = record.job_id
+    match record.state:
+        case JobState.QUEUED | JobState.PROCESSING:
+            return (
+                "Still running on the grid; nothing is lost by returning now.",
+                f'get_status(job_id="{job}", wait_seconds=40) to wait again, or '
+                f'cancel_job(job_id="{job}") to stop it.',
+            )
+        case JobState.DONE:
+            failed = sum(1 for i in report.images if i.faulted)
+            if failed:
+                return (
+                    f"Done, but {failed} image(s) could not be fetched or saved.",
+                    f'get_status(job_id="{job}") retries the download with fresh URLs.',
+                )
+            return ("Done.", None)
+        case JobState.FAULTED:
+            return (
+                "The grid's workers failed this job repeatedly, so the grid gave up on it.",
+                "Submit again, perhaps with another model (list_models shows what is served).",
+            )
+        case JobState.CANCELLED:
+            return ("Cancelled.", None)
+        case JobState.EXPIRED:
+            return (
+                "The grid no longer knows this job (it expired or was never there)"
+                + ("; the results saved earlier are included." if report.images or report.texts else "."),
+                "Submit a new job if you still need it.",
+            )
+    return ("", None)

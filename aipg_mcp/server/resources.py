@@ -1,0 +1,126 @@
+"""MCP resources (grid news, performance, modes, models, jobs, saved images) and prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+
+from aipg_mcp.grid.errors import GridError
+from aipg_mcp.grid.models import ModelType
+from aipg_mcp.server.state import AppState
+
+
+@dataclass
+class StateHolder:
+    """Gives resources the server's state; static resources take no context to reach it."""
+
+    state: AppState | None = None
+
+    def get(self) -> AppState:
+        if self.state is None:
+            raise ResourceError("the server is not running")
+        return self.state
+
+
+def _dump(items: Any) -> Any:
+    if isinstance(items, list):
+        return [item.model_dump(mode="json", exclude_none=True) for item in items]
+    return items.model_dump(mode="json", exclude_none=True)
+
+
+def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
+    """Add the resources; grid lookups are cached briefly."""
+
+    async def cached(key: str, fetch: Any) -> Any:
+        state = holder.get()
+        try:
+            return _dump(await state.cache.get(key, fetch))
+        except GridError as exc:
+            raise ResourceError(exc.describe()) from None
+
+    @mcp.resource("aipg://news", title="Grid news", mime_type="application/json")
+    async def news() -> Any:
+        """Announcements from the grid's operators, newest first."""
+        return await cached("news", lambda: holder.get().backend.news())
+
+    @mcp.resource("aipg://performance", title="Grid performance", mime_type="application/json")
+    async def performance() -> Any:
+        """Queue sizes, worker counts and throughput of the grid right now."""
+        return await cached("performance", lambda: holder.get().backend.performance())
+
+    @mcp.resource("aipg://modes", title="Grid modes", mime_type="application/json")
+    async def modes() -> Any:
+        """Whether the grid is in maintenance or invite-only mode."""
+        return await cached("modes", lambda: holder.get().backend.modes())
+
+    @mcp.resource("aipg://models/{type}", title="Models", mime_type="application/json")
+    async def models(type: str) -> Any:  # noqa: A002 - the URI's own word
+        """Models of one type (text or image) with workers, queue and ETA."""
+        try:
+            kind = ModelType(type)
+        except ValueError:
+            raise ResourceNotFoundError(f"no model type {type!r}; use text or image") from None
+        return await cached(f"models:{kind.value}", lambda: holder.get().backend.models(kind))
+
+    @mcp.resource("aipg://jobs", title="Recent jobs", mime_type="application/json")
+    async def recent_jobs() -> Any:
+        """The 20 most recent jobs this server submitted, newest first."""
+        return [
+            {
+                "job_id": r.job_id,
+                "kind": r.kind.value,
+                "state": r.state.value,
+                "submitted_at": r.submitted_at,
+                "uri": f"aipg://jobs/{r.job_id}",
+            }
+            for r in holder.get().ledger.recent(20)
+        ]
+
+    @mcp.resource("aipg://jobs/{job_id}", title="Job record", mime_type="application/json")
+    async def job(job_id: str) -> Any:
+        """The ledger's record of one job: parameters, state, results and saved files."""
+        record = holder.get().ledger.get(job_id)
+        if record is None:
+            raise ResourceNotFoundError(f"no job {job_id} in this server's ledger")
+        return record.model_dump(mode="json", exclude_none=True)
+
+    @mcp.resource("aipg://images/{job_id}/{image_id}", title="Saved image", mime_type="image/webp")
+    async def image(job_id: str, image_id: str) -> bytes:
+        """A generated image as saved in the output folder (full size)."""
+        try:
+            data = holder.get().media.read(job_id, image_id)
+        except ValueError:
+            data = None
+        if data is None:
+            raise ResourceNotFoundError(f"no saved image {image_id} of job {job_id}")
+        return data
+
+
+def register_prompts(mcp: MCPServer[AppState]) -> None:
+    """Add prompts that help people use the tools well."""
+
+    @mcp.prompt(title="Draw an idea")
+    def draw(idea: str, style: str = "") -> str:
+        """Turn a rough idea into a well-formed generate_image call."""
+        return (
+            f"I want an image of: {idea}\n"
+            + (f"Style: {style}\n" if style else "")
+            + "Write a detailed prompt for generate_image: subject, setting, composition, "
+            "lighting, medium and style in comma-separated phrases, plus a short negative_prompt "
+            "for what to avoid (blur, artefacts, extra limbs, text). First call list_models "
+            "(type=image) and pick a model with workers online and a short ETA. Use 1024x1024 "
+            "unless the idea suggests another aspect ratio (sides are multiples of 64). Then call "
+            "generate_image, look at the preview, and refine once if it misses the idea."
+        )
+
+    @mcp.prompt(title="Check my setup")
+    def check_setup() -> str:
+        """Verify the API key and the grid before generating."""
+        return (
+            "Call get_account to see whose key is configured and its kudos, then list_models "
+            "for image and text models with workers online. Summarise what I can generate now, "
+            "what it will cost, and anything I should fix first."
+        )

@@ -1,0 +1,64 @@
+"""What the server holds for its whole life: the grid backend, the ledger, the media store."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+
+from aipg_mcp.grid.base import GridBackend
+from aipg_mcp.server.ledger import Ledger
+from aipg_mcp.server.media import MediaStore
+from aipg_mcp.settings import Settings
+
+T = TypeVar("T")
+
+LOOKUP_TTL_SECONDS = 30.0
+
+
+@dataclass
+class LookupCache:
+    """Keeps grid lookups (models, news, performance) briefly, so resources do not hammer the grid.
+
+    Concurrent callers of the same key share one grid call.
+    """
+
+    ttl: float = LOOKUP_TTL_SECONDS
+    _values: dict[str, tuple[float, Any]] = field(default_factory=dict)
+    _locks: dict[str, anyio.Lock] = field(default_factory=dict)
+
+    async def get(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        cached = self._values.get(key)
+        if cached and time.monotonic() - cached[0] < self.ttl:
+            value: T = cached[1]
+            return value
+        lock = self._locks.setdefault(key, anyio.Lock())
+        async with lock:
+            cached = self._values.get(key)
+            if cached and time.monotonic() - cached[0] < self.ttl:
+                value = cached[1]
+                return value
+            value = await fetch()
+            self._values[key] = (time.monotonic(), value)
+            return value
+
+
+@dataclass
+class AppState:
+    """Shared by every tool call and resource read of one server process."""
+
+    settings: Settings
+    backend: GridBackend
+    ledger: Ledger
+    media: MediaStore
+    cache: LookupCache = field(default_factory=LookupCache)
+
+    @property
+    def identity(self) -> str:
+        """A stable, non-reversible tag of the API key, to keep different keys' jobs apart."""
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
+        return hashlib.sha256(b"aipg-mcp identity:" + key.encode()).hexdigest()[:16]

@@ -1,0 +1,481 @@
+"""The MCP tools: typed functions whose docstrings and field descriptions teach the model."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
+
+from aipg_mcp.grid.base import JobKind, JobProgress
+from aipg_mcp.grid.errors import GridError
+from aipg_mcp.grid.models import (
+    ImageParams,
+    ImageRequest,
+    InterrogationFormRequest,
+    InterrogationRequest,
+    Lora,
+    ModelType,
+    PostProcessor,
+    Sampler,
+    TextParams,
+    TextRequest,
+)
+from aipg_mcp.server.jobs import Delivery, JobRunner, describe_progress
+from aipg_mcp.server.media import MediaError, load_source_image
+from aipg_mcp.server.reports import JobReport, summary
+from aipg_mcp.server.state import AppState
+
+log = logging.getLogger("aipg_mcp.server")
+
+T = TypeVar("T")
+AppContext = Context[AppState]
+
+WaitSeconds = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=600,
+        description="How long to wait for the result before returning a job handle. Hosts cut "
+        "tool calls at about 60 s, so the default (about 40 s) stays below that; if the job is "
+        "not done by then, call get_status with the job_id.",
+    ),
+]
+NewJob = Annotated[
+    bool,
+    Field(
+        description="Submit even if an identical request was made in the last few minutes. "
+        "Leave false when retrying after a timeout: the earlier job is returned, not paid twice."
+    ),
+]
+InlinePreviews = Annotated[
+    bool,
+    Field(description="Include downscaled previews you can see. Full-size files are saved anyway."),
+]
+JobId = Annotated[str, Field(min_length=1, max_length=128, description="The job_id a tool returned.")]
+KindHint = Annotated[
+    Literal["text", "image", "caption"] | None,
+    Field(description="The job's kind, if known; speeds up lookups of jobs this server did not start."),
+]
+
+GENERATE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+)
+LOOKUP = ToolAnnotations(read_only_hint=True, open_world_hint=True)
+CANCEL = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+)
+RESULT_META = {"anthropic/maxResultSizeChars": 1_000_000}
+
+
+class ModelInfo(BaseModel):
+    name: str
+    workers: int = Field(description="Workers serving it now; 0 means jobs will wait.")
+    queued: float = Field(description="Work queued for it (megapixelsteps or tokens).")
+    jobs: float = Field(description="Jobs waiting for it.")
+    eta_seconds: int = Field(description="The grid's estimate of the queue's wait.")
+    performance: float = Field(description="Recent throughput of its workers.")
+
+
+class ModelList(BaseModel):
+    type: Literal["text", "image"]
+    grid: str
+    models: list[ModelInfo]
+    note: str
+
+
+class Account(BaseModel):
+    grid: str
+    api: str
+    anonymous: bool
+    username: str
+    kudos: float
+    concurrency: int | None = Field(None, description="How many requests may wait at once.")
+    trusted: bool = False
+    message: str
+
+
+def _state(ctx: AppContext) -> AppState:
+    return ctx.request_context.lifespan_context
+
+
+async def _grid_call(call: Awaitable[T]) -> T:
+    """Await a grid call, turning its failure into a tool error the model can act on."""
+    try:
+        return await call
+    except GridError as exc:
+        raise ToolError(exc.describe()) from None
+
+
+def _request(build: Callable[[], T]) -> T:
+    """Build a grid request, reporting a broken limit as an error that names the field."""
+    try:
+        return build()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ToolError(f"Invalid arguments: {problems}. Fix them and call again.") from None
+
+
+def _progress_sink(ctx: AppContext, budget: float) -> Callable[[JobProgress], Awaitable[None]]:
+    started = time.monotonic()
+    last = 0.0
+
+    async def report(progress: JobProgress) -> None:
+        nonlocal last
+        value = max(last + 0.01, round(time.monotonic() - started, 2))
+        last = value
+        try:
+            await ctx.report_progress(value, max(budget, value), describe_progress(progress))
+        except Exception as exc:  # a broken progress channel must not break the job
+            log.debug("progress notification failed: %s", exc)
+
+    return report
+
+
+def _result(delivery: Delivery) -> CallToolResult:
+    content: list[TextContent | ImageContent] = [
+        TextContent(type="text", text=summary(delivery.report))
+    ]
+    content.extend(
+        ImageContent(type="image", data=p.data, mime_type=p.mime_type) for p in delivery.previews
+    )
+    return CallToolResult(
+        content=list(content), structured_content=delivery.report.model_dump(mode="json")
+    )
+
+
+def _wait(state: AppState, wait_seconds: float | None) -> float:
+    return state.settings.wait_seconds if wait_seconds is None else wait_seconds
+
+
+def _anonymous_note(state: AppState) -> str:
+    if not state.backend.anonymous:
+        return ""
+    return (
+        " Running anonymously (no AIPG_API_KEY): lowest queue priority; text over 512 tokens and "
+        "images over 1024x1024 or 50 steps need kudos upfront."
+    )
+
+
+def register_tools(mcp: MCPServer[AppState]) -> None:
+    """Add every tool to the server."""
+
+    @mcp.tool(title="Generate text", annotations=GENERATE, meta=RESULT_META)
+    async def generate_text(
+        prompt: Annotated[str, Field(min_length=1, description="The text to continue or answer.")],
+        ctx: AppContext,
+        models: Annotated[
+            list[str] | None,
+            Field(description="Models allowed to serve it (see list_models type=text). Empty: any."),
+        ] = None,
+        max_length: Annotated[int, Field(ge=16, le=2048, description="Tokens to generate.")] = 256,
+        max_context_length: Annotated[
+            int, Field(ge=80, le=1048576, description="Context tokens; must be >= max_length.")
+        ] = 4096,
+        temperature: Annotated[float | None, Field(ge=0, le=5)] = None,
+        top_p: Annotated[float | None, Field(ge=0.001, le=1)] = None,
+        top_k: Annotated[int | None, Field(ge=0, le=100)] = None,
+        rep_pen: Annotated[float | None, Field(ge=1, le=3, description="Repetition penalty.")] = None,
+        stop_sequence: Annotated[
+            list[str] | None, Field(max_length=128, description="Stop when one of these appears.")
+        ] = None,
+        n: Annotated[int, Field(ge=1, le=20, description="How many completions.")] = 1,
+        wait_seconds: WaitSeconds = None,
+        new_job: NewJob = False,
+    ) -> Annotated[CallToolResult, JobReport]:
+        """Generate text with a language model on the grid (a raw completion of `prompt`).
+
+        Returns the text when it finishes within wait_seconds; otherwise a job handle (job_id,
+        state, ETA): then call get_status(job_id) to wait again. A repeated identical call within
+        a few minutes returns the same job instead of paying twice.
+        """
+        state = _state(ctx)
+        models = models or ([state.settings.default_text_model] if state.settings.default_text_model else [])
+        request = _request(
+            lambda: TextRequest(
+                prompt=prompt,
+                models=models,
+                params=TextParams(
+                    max_length=max_length,
+                    max_context_length=max_context_length,
+                    temperature=temperature,
+                    top_p=top_p,
+                    top_k=top_k,
+                    rep_pen=rep_pen,
+                    stop_sequence=stop_sequence,
+                    n=n,
+                ),
+            )
+        )
+        budget = _wait(state, wait_seconds)
+        delivery = await _grid_call(
+            JobRunner(state).submit(
+                JobKind.TEXT,
+                request,
+                new_job=new_job,
+                wait_seconds=budget,
+                inline=False,
+                on_progress=_progress_sink(ctx, budget),
+            )
+        )
+        return _result(delivery)
+
+    @mcp.tool(title="Generate image", annotations=GENERATE, meta=RESULT_META)
+    async def generate_image(
+        prompt: Annotated[str, Field(min_length=1, description="What to draw.")],
+        ctx: AppContext,
+        negative_prompt: Annotated[str | None, Field(description="What to avoid.")] = None,
+        models: Annotated[
+            list[str] | None,
+            Field(description="Models allowed to draw it (see list_models). Empty: any."),
+        ] = None,
+        width: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 1024,
+        height: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 1024,
+        steps: Annotated[int, Field(ge=1, le=500)] = 30,
+        cfg_scale: Annotated[float, Field(ge=0, le=100, description="Prompt adherence.")] = 7.5,
+        sampler_name: Sampler = "k_euler_a",
+        seed: Annotated[str | None, Field(max_length=256, description="Reuse to reproduce.")] = None,
+        n: Annotated[int, Field(ge=1, le=20, description="How many images.")] = 1,
+        karras: bool = True,
+        nsfw: Annotated[bool, Field(description="Allow NSFW workers and results.")] = False,
+        censor_nsfw: Annotated[
+            bool, Field(description="Have workers blur NSFW results even when nsfw is false.")
+        ] = True,
+        post_processing: Annotated[
+            list[PostProcessor] | None, Field(description="Face fixers/upscalers, at most one upscaler.")
+        ] = None,
+        loras: Annotated[list[Lora] | None, Field(max_length=5)] = None,
+        source_image: Annotated[
+            str | None,
+            Field(
+                description="For img2img: an http(s) URL, a data: URL, base64, or a local file "
+                "path inside the allowed folders (the output folder, for one)."
+            ),
+        ] = None,
+        denoising_strength: Annotated[
+            float | None, Field(ge=0.01, le=1.0, description="img2img: how far to move from the source.")
+        ] = None,
+        wait_seconds: WaitSeconds = None,
+        inline_previews: InlinePreviews = True,
+        new_job: NewJob = False,
+    ) -> Annotated[CallToolResult, JobReport]:
+        """Generate images on the grid from a prompt (or from a source image with img2img).
+
+        Returns small previews you can see plus, per image, the saved file path, seed, model and
+        worker. If it is not finished within wait_seconds you get a job handle: call
+        get_status(job_id) to wait again. A repeated identical call within a few minutes returns
+        the same job instead of paying twice.
+        """
+        state = _state(ctx)
+        source = None
+        if source_image:
+            try:
+                source = load_source_image(source_image, allowed_roots=state.settings.source_roots)
+            except MediaError as exc:
+                raise ToolError(f"source_image: {exc}") from None
+        models = models or ([state.settings.default_image_model] if state.settings.default_image_model else [])
+        full_prompt = f"{prompt} ### {negative_prompt}" if negative_prompt else prompt
+        request = _request(
+            lambda: ImageRequest(
+                prompt=full_prompt,
+                models=models,
+                nsfw=nsfw,
+                censor_nsfw=censor_nsfw,
+                source_image=source,
+                source_processing="img2img" if source else None,
+                params=ImageParams(
+                    width=width,
+                    height=height,
+                    steps=steps,
+                    cfg_scale=cfg_scale,
+                    sampler_name=sampler_name,
+                    seed=seed,
+                    n=n,
+                    karras=karras,
+                    post_processing=post_processing,
+                    loras=loras,
+                    denoising_strength=denoising_strength if source else None,
+                ),
+            )
+        )
+        budget = _wait(state, wait_seconds)
+        delivery = await _grid_call(
+            JobRunner(state).submit(
+                JobKind.IMAGE,
+                request,
+                new_job=new_job,
+                wait_seconds=budget,
+                inline=inline_previews,
+                on_progress=_progress_sink(ctx, budget),
+            )
+        )
+        return _result(delivery)
+
+    @mcp.tool(title="Caption image", annotations=GENERATE, meta=RESULT_META)
+    async def caption_image(
+        image: Annotated[
+            str,
+            Field(
+                min_length=1,
+                description="An http(s) URL, a data: URL, base64, or a local path inside the "
+                "allowed folders.",
+            ),
+        ],
+        ctx: AppContext,
+        forms: Annotated[
+            list[Literal["caption", "interrogation", "nsfw"]],
+            Field(min_length=1, description="caption: a sentence; interrogation: tags; nsfw: a flag."),
+        ] = ["caption"],  # noqa: B006 - pydantic copies defaults
+        wait_seconds: WaitSeconds = None,
+        new_job: NewJob = False,
+    ) -> Annotated[CallToolResult, JobReport]:
+        """Describe an image with the grid's interrogation workers (caption, tags, NSFW check)."""
+        state = _state(ctx)
+        try:
+            source = load_source_image(image, allowed_roots=state.settings.source_roots)
+        except MediaError as exc:
+            raise ToolError(f"image: {exc}") from None
+        request = _request(
+            lambda: InterrogationRequest(
+                source_image=source,
+                forms=[InterrogationFormRequest(name=form) for form in dict.fromkeys(forms)],
+            )
+        )
+        budget = _wait(state, wait_seconds)
+        delivery = await _grid_call(
+            JobRunner(state).submit(
+                JobKind.CAPTION,
+                request,
+                new_job=new_job,
+                wait_seconds=budget,
+                inline=False,
+                on_progress=_progress_sink(ctx, budget),
+            )
+        )
+        return _result(delivery)
+
+    @mcp.tool(title="Job status", annotations=LOOKUP, meta=RESULT_META)
+    async def get_status(
+        job_id: JobId,
+        ctx: AppContext,
+        wait_seconds: Annotated[
+            float,
+            Field(ge=0, le=600, description="Wait up to this long for it to finish (0: just look)."),
+        ] = 0,
+        kind: KindHint = None,
+        inline_previews: InlinePreviews = True,
+    ) -> Annotated[CallToolResult, JobReport]:
+        """Look at a job (from this server, even before a restart, or any job id on the grid).
+
+        Returns the results when it is done (images as previews plus saved files), else its
+        state, queue position and ETA. With wait_seconds it waits for the job first; stopping
+        that wait does not cancel the job.
+        """
+        state = _state(ctx)
+        runner = JobRunner(state)
+        record = await _grid_call(runner.find(job_id, JobKind(kind) if kind else None))
+        delivery = await _grid_call(
+            runner.follow(
+                record,
+                wait_seconds=wait_seconds,
+                inline=inline_previews,
+                on_progress=_progress_sink(ctx, wait_seconds),
+                cancel_on_abort=False,
+            )
+        )
+        return _result(delivery)
+
+    @mcp.tool(title="Cancel job", annotations=CANCEL, meta=RESULT_META)
+    async def cancel_job(
+        job_id: JobId,
+        ctx: AppContext,
+        kind: KindHint = None,
+        inline_previews: InlinePreviews = True,
+    ) -> Annotated[CallToolResult, JobReport]:
+        """Cancel a job on the grid, returning whatever had already finished.
+
+        Work not yet started is dropped and not charged; jobs already on a worker may still
+        finish (and be charged).
+        """
+        state = _state(ctx)
+        delivery = await _grid_call(
+            JobRunner(state).cancel(job_id, JobKind(kind) if kind else None, inline=inline_previews)
+        )
+        return _result(delivery)
+
+    @mcp.tool(title="List models", annotations=LOOKUP)
+    async def list_models(
+        ctx: AppContext,
+        type: Annotated[Literal["text", "image"], Field(description="Which kind of model.")] = "image",  # noqa: A002
+        name: Annotated[str | None, Field(description="Keep models whose name contains this.")] = None,
+        include_offline: Annotated[
+            bool, Field(description="Also list models with no worker online.")
+        ] = False,
+    ) -> ModelList:
+        """List the grid's models with their workers, queue and ETA, best candidates first.
+
+        Pick a model near the top: it has workers online and the shortest wait.
+        """
+        state = _state(ctx)
+        kind = ModelType(type)
+        models = await _grid_call(
+            state.cache.get(f"models:{kind.value}", lambda: state.backend.models(kind))
+        )
+        needle = (name or "").lower()
+        chosen = [
+            m
+            for m in models
+            if needle in m.name.lower() and (include_offline or m.count > 0)
+        ]
+        chosen.sort(key=lambda m: (m.count <= 0, m.eta, m.queued, -m.count))
+        return ModelList(
+            type=type,
+            grid=state.backend.base_url,
+            models=[
+                ModelInfo(
+                    name=m.name,
+                    workers=m.count,
+                    queued=m.queued,
+                    jobs=m.jobs,
+                    eta_seconds=m.eta,
+                    performance=m.performance,
+                )
+                for m in chosen
+            ],
+            note=f"{len(chosen)} of {len(models)} {type} models"
+            + ("" if include_offline else " with workers online")
+            + ", fastest first.",
+        )
+
+    @mcp.tool(title="Account", annotations=LOOKUP)
+    async def get_account(ctx: AppContext) -> Account:
+        """Who the configured API key belongs to, its kudos and how many jobs it may queue."""
+        state = _state(ctx)
+        user = await _grid_call(state.backend.account())
+        anonymous = state.backend.anonymous
+        message = (
+            "Anonymous: no AIPG_API_KEY is set, so the shared key 0000000000 is used."
+            + _anonymous_note(state)
+            + " Register for a key to get priority."
+            if anonymous
+            else f"Key belongs to {user.username}."
+        )
+        return Account(
+            grid=state.backend.base_url,
+            api=state.backend.capabilities.api,
+            anonymous=anonymous,
+            username=user.username,
+            kudos=user.kudos,
+            concurrency=user.concurrency,
+            trusted=user.trusted,
+            message=message,
+        )
+

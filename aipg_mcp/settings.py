@@ -1,0 +1,148 @@
+"""Settings: what a user configures, from flags and environment variables.
+
+Every setting has one environment variable; a command-line flag of the same meaning wins over it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+
+from aipg_mcp.grid.horde_v2 import DEFAULT_BASE_URL
+
+Transport = Literal["stdio", "http"]
+
+DEFAULT_WAIT_SECONDS = 40.0
+MAX_WAIT_SECONDS = 600.0
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the setting and the fix."""
+
+
+def _user_dir(kind: Literal["data", "output"]) -> Path:
+    home = Path.home()
+    if sys.platform == "darwin":
+        base = home / "Library" / "Application Support" / "aipg-mcp"
+    elif sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local")) / "aipg-mcp"
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME")
+        base = (Path(xdg) if xdg else home / ".local" / "share") / "aipg-mcp"
+    return base if kind == "data" else base / "images"
+
+
+@dataclass
+class Settings:
+    """Everything the server needs to know, resolved and validated."""
+
+    api_key: SecretStr | None = None
+    base_url: str = DEFAULT_BASE_URL
+    output_dir: Path = field(default_factory=lambda: _user_dir("output"))
+    data_dir: Path = field(default_factory=lambda: _user_dir("data"))
+    wait_seconds: float = DEFAULT_WAIT_SECONDS
+    transport: Transport = "stdio"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth_token: SecretStr | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    default_text_model: str | None = None
+    default_image_model: str | None = None
+    dedupe_seconds: float = 600.0
+    log_level: str = "INFO"
+    input_dirs: tuple[Path, ...] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(base_url={self.base_url!r}, anonymous={self.api_key is None}, "
+            f"transport={self.transport!r}, host={self.host!r}, port={self.port!r})"
+        )
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def source_roots(self) -> tuple[Path, ...]:
+        """Folders whose files may be sent to the grid as source images.
+
+        Always the output folder (to refine earlier results); plus ``AIPG_INPUT_DIRS`` when set,
+        else the home folder for a local stdio server. Over HTTP no other local file is readable
+        unless configured, since callers there are not the machine's user.
+        """
+        extra = self.input_dirs
+        if extra is None:
+            extra = (Path.home(),) if self.transport == "stdio" else ()
+        return (*extra, self.output_dir)
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def check(self) -> None:
+        """Refuse configurations that are unsafe or cannot work."""
+        if not self.base_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"AIPG_BASE_URL must be an http(s) URL such as {DEFAULT_BASE_URL}; got {self.base_url!r}"
+            )
+        if not 1 <= self.wait_seconds <= MAX_WAIT_SECONDS:
+            raise SettingsError(
+                f"AIPG_WAIT_SECONDS must be between 1 and {MAX_WAIT_SECONDS:g}; got {self.wait_seconds:g}"
+            )
+        if self.transport == "http" and not self.loopback and self.auth_token is None:
+            raise SettingsError(
+                f"refusing to serve HTTP on {self.host}, which is not a loopback address, without a "
+                "bearer token: set AIPG_MCP_AUTH_TOKEN or pass --auth-token"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the ``AIPG_*`` environment variables (README lists them)."""
+        env = os.environ if env is None else env
+        settings = cls()
+        if key := env.get("AIPG_API_KEY", "").strip():
+            settings.api_key = SecretStr(key)
+        if url := env.get("AIPG_BASE_URL", "").strip():
+            settings.base_url = url.rstrip("/")
+        if out := env.get("AIPG_OUTPUT_DIR", "").strip():
+            settings.output_dir = Path(out).expanduser()
+        if data := env.get("AIPG_DATA_DIR", "").strip():
+            settings.data_dir = Path(data).expanduser()
+        if wait := env.get("AIPG_WAIT_SECONDS", "").strip():
+            settings.wait_seconds = _number("AIPG_WAIT_SECONDS", wait)
+        if token := env.get("AIPG_MCP_AUTH_TOKEN", "").strip():
+            settings.auth_token = SecretStr(token)
+        if hosts := env.get("AIPG_MCP_ALLOWED_HOSTS", "").strip():
+            settings.allowed_hosts = tuple(h.strip() for h in hosts.split(",") if h.strip())
+        if model := env.get("AIPG_TEXT_MODEL", "").strip():
+            settings.default_text_model = model
+        if model := env.get("AIPG_IMAGE_MODEL", "").strip():
+            settings.default_image_model = model
+        if dedupe := env.get("AIPG_DEDUPE_SECONDS", "").strip():
+            settings.dedupe_seconds = _number("AIPG_DEDUPE_SECONDS", dedupe)
+        if dirs := env.get("AIPG_INPUT_DIRS", "").strip():
+            settings.input_dirs = tuple(
+                Path(d).expanduser() for d in dirs.split(os.pathsep) if d.strip()
+            )
+        if level := env.get("AIPG_LOG_LEVEL", "").strip():
+            settings.log_level = level.upper()
+        return settings
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds; got {value!r}") from None

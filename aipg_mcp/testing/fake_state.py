@@ -1,0 +1,234 @@
+"""The fake grid's data: users, requests ("jobs"), generations, recorded traffic, and the scheduler.
+
+Nothing here knows about HTTP. A :class:`FakeJob` is one asynchronous request as the grid sees
+it (a text, image or interrogation request with ``n`` jobs). Its state moves
+``waiting -> processing -> finished | faulted``, or to ``cancelled`` when it is cancelled before a
+worker takes it. The scheduler (:func:`plan`) is a pure function that the grid runs lazily on every
+access, so no background tasks are needed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+JobKind = Literal["text", "image", "interrogation"]
+KINDS: tuple[JobKind, ...] = ("text", "image", "interrogation")
+
+#: How many faulted jobs make the grid give up on a request (it faults on the third).
+FAULT_RESTARTS = 3
+
+
+class JobState(StrEnum):
+    """Where a request is in its life."""
+
+    WAITING = "waiting"
+    PROCESSING = "processing"
+    FINISHED = "finished"
+    FAULTED = "faulted"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class FakeUser:
+    """A registered (or the anonymous) user of the fake grid, keyed by API key in ``grid.users``."""
+
+    username: str
+    id: int
+    kudos: float = 0.0
+    concurrency: int = 30
+    trusted: bool = False
+    pseudonymous: bool = False
+    worker_count: int = 0
+    created_at: float = 0.0
+    kudos_accumulated: float = 0.0
+    megapixelsteps: float = 0.0
+    tokens: int = 0
+    requests: dict[str, int] = field(
+        default_factory=lambda: {"image": 0, "text": 0, "interrogation": 0}
+    )
+
+    @property
+    def is_anonymous(self) -> bool:
+        """True for the shared anonymous user (id 0)."""
+        return self.id == 0
+
+
+@dataclass(frozen=True)
+class Received:
+    """One HTTP request as it reached the fake (recorded before faults, limits or routing)."""
+
+    route: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any | None
+    at: float
+    query: str = ""
+
+
+_DIRECTIVE = re.compile(r"\[fake:(fault|never|censor|seconds=([0-9]+(?:\.[0-9]*)?))\]", re.I)
+
+
+@dataclass(frozen=True)
+class Directives:
+    """Per-request behaviour switches written into a prompt, e.g. ``"a cat [fake:fault]"``."""
+
+    fault: bool = False
+    never: bool = False
+    censor: bool = False
+    seconds: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Directives:
+        """Read every ``[fake:...]`` directive in ``text``; unknown text is ignored."""
+        fault = never = censor = False
+        seconds: float | None = None
+        for match in _DIRECTIVE.finditer(text):
+            word = match.group(1).lower()
+            if word == "fault":
+                fault = True
+            elif word == "never":
+                never = True
+            elif word == "censor":
+                censor = True
+            else:
+                seconds = float(match.group(2))
+        return cls(fault=fault, never=never, censor=censor, seconds=seconds)
+
+
+@dataclass
+class FakeGeneration:
+    """One finished job's result: a text, an image (rendered lazily) or an interrogation form."""
+
+    id: str
+    index: int
+    seed: int
+    model: str
+    worker_id: str
+    worker_name: str
+    text: str = ""
+    censored: bool = False
+    form: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FakeJob:
+    """One asynchronous request (the grid's "waiting prompt") and everything the fake knows of it."""
+
+    id: str
+    kind: JobKind
+    user: FakeUser
+    n: int
+    prompt: str
+    models: list[str]
+    params: dict[str, Any]
+    seconds: float
+    submitted_at: float
+    pickup_at: float
+    order: int
+    directives: Directives = field(default_factory=Directives)
+    kudos_per_job: float = 0.0
+    r2: bool = True
+    forms: list[str] = field(default_factory=list)
+    source_size: tuple[int, int] | None = None
+    state: JobState = JobState.WAITING
+    started_at: float | None = None
+    ended_at: float | None = None
+    cancel_requested: bool = False
+    model: str | None = None
+    generations: list[FakeGeneration] = field(default_factory=list)
+
+    @property
+    def waiting(self) -> int:
+        """Jobs not yet picked up by a worker."""
+        return self.n if self.state is JobState.WAITING else 0
+
+    @property
+    def processing(self) -> int:
+        """Jobs a worker is working on (all n at once: AIPG batches a request atomically)."""
+        return self.n if self.state is JobState.PROCESSING else 0
+
+    @property
+    def finished(self) -> int:
+        """Jobs finished."""
+        return self.n if self.state is JobState.FINISHED else 0
+
+    @property
+    def restarted(self) -> int:
+        """Jobs that faulted and were re-queued; a faulted request has used all its restarts."""
+        return FAULT_RESTARTS if self.state is JobState.FAULTED else 0
+
+    @property
+    def done(self) -> bool:
+        """Finished, faulted, or cancelled with nothing left on a worker."""
+        return self.state in (JobState.FINISHED, JobState.FAULTED, JobState.CANCELLED)
+
+    @property
+    def faulted(self) -> bool:
+        """True once the grid gave up on the request."""
+        return self.state is JobState.FAULTED
+
+    @property
+    def kudos(self) -> float:
+        """Kudos consumed so far, rounded like the grid does."""
+        return float(round(self.finished * self.kudos_per_job))
+
+    @property
+    def end_at(self) -> float | None:
+        """When the running jobs finish, if they are running."""
+        if self.started_at is None:
+            return None
+        return self.started_at + self.seconds
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """A waiting request the scheduler may start: ready at ``pickup_at``, runs ``seconds``."""
+
+    id: str
+    pickup_at: float
+    seconds: float
+
+
+def plan(
+    waiting: Sequence[PlanItem],
+    running_until: Sequence[float],
+    start: float,
+    threads: int,
+) -> dict[str, tuple[float, float]]:
+    """Project when each waiting request starts and ends, if nothing new arrives.
+
+    ``waiting`` is in submission order (FIFO); ``running_until`` holds the end times of requests
+    already on a worker; nothing starts before ``start``. Each request occupies one of ``threads``
+    worker threads for its whole duration. Returns ``{id: (start, end)}``.
+    """
+    result: dict[str, tuple[float, float]] = {}
+    if threads <= 0:
+        return result
+    busy = sorted(end for end in running_until if end > start)
+    pending = list(waiting)
+    now = start
+    while pending:
+        busy = [end for end in busy if end > now]
+        free_at = now if len(busy) < threads else busy[len(busy) - threads]
+        ready = [item for item in pending if item.pickup_at <= free_at]
+        item = ready[0] if ready else min(pending, key=lambda p: p.pickup_at)
+        began = max(free_at, item.pickup_at)
+        result[item.id] = (began, began + item.seconds)
+        pending.remove(item)
+        busy = sorted([*busy, began + item.seconds])
+        now = began
+    return result
+
+
+def remaining_seconds(end: float, now: float, error: float) -> int:
+    """The grid's ``wait_time``: whole seconds until ``end``, skewed by ``error``, never negative."""
+    if not math.isfinite(end):
+        return 0
+    return max(0, round((end - now) * error))
