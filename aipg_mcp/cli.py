@@ -59,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", help="or AIPG_LOG_LEVEL; default INFO")
     sub = p.add_subparsers(dest="command")
+    sub.add_parser(
+        "demo", help="run a text and an image job end to end against the built-in fake grid"
+    )
     fake = sub.add_parser("fake-grid", help="serve the built-in fake grid on loopback")
     fake.add_argument("--port", type=int, default=7001, dest="fake_port")
     fake.add_argument("--job-seconds", type=float, default=3.0)
@@ -92,6 +95,12 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "demo":
+        import anyio
+
+        from aipg_mcp.demo import run_demo
+
+        return anyio.run(run_demo)
     if args.command == "fake-grid":
         from aipg_mcp.testing.__main__ import serve_forever
 

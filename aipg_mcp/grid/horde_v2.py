@@ -22,7 +22,7 @@ from aipg_mcp.grid.base import (
     Submission,
     TextOutput,
 )
-from aipg_mcp.grid.errors import DownloadFailed, UnexpectedResponse
+from aipg_mcp.grid.errors import DownloadFailed, InvalidAPIKey, NotFound, UnexpectedResponse
 from aipg_mcp.grid.models import (
     ANONYMOUS_KEY,
     ActiveModel,
@@ -212,7 +212,11 @@ class HordeV2Backend:
         )
 
     async def account(self) -> UserDetails:
-        payload = await self.transport.get(self._url("find_user"), with_key=True)
+        try:
+            payload = await self.transport.get(self._url("find_user"), with_key=True)
+        except NotFound as exc:
+            # find_user answers an unknown key with 404 UserNotFound, not 401.
+            raise InvalidAPIKey(exc.message, status=exc.status, rc=exc.rc) from None
         return _parse(UserDetails, payload)
 
     async def news(self) -> list[Newspiece]:

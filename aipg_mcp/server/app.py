@@ -74,7 +74,6 @@ def build_server(
     return mcp
 
 
-
 def _level(name: str) -> LogLevel:
     for level in LOG_LEVELS:
         if level == name.upper():

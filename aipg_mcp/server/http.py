@@ -86,7 +86,7 @@ def build_http_app(mcp: MCPServer[AppState], settings: Settings) -> ASGIApp:
     """The ASGI app serving ``/mcp`` and ``/health``."""
     from starlette.responses import JSONResponse
 
-    @mcp.custom_route(HEALTH_PATH, methods=["GET"])
+    @mcp.custom_route(HEALTH_PATH, methods=["GET"])  # type: ignore[untyped-decorator]
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "server": "aipg-mcp", "version": __version__})
 
@@ -116,4 +116,3 @@ async def serve_http(mcp: MCPServer[AppState], settings: Settings) -> None:
     server = uvicorn.Server(config)
     log.info("serving MCP at http://%s:%d/mcp", settings.host, settings.port)
     await server.serve()
-

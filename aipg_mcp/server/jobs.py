@@ -6,6 +6,7 @@ saves images and builds previews, and turns all of it into a :class:`JobReport`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -88,7 +89,9 @@ class JobRunner:
         state = self.state
         params = stored_params(request)
         key = fingerprint(
-            kind, self.grid, {"request": request.wire(), "api": state.backend.capabilities.api},
+            kind,
+            self.grid,
+            {"request": request.wire(), "api": state.backend.capabilities.api},
             state.identity,
         )
         if not new_job:
@@ -105,7 +108,8 @@ class JobRunner:
                 delivery.report.reused = True
                 delivery.report.message = (
                     "An identical request was submitted recently, so its job is returned instead "
-                    "of paying again (pass new_job=true for a fresh one). " + delivery.report.message
+                    "of paying again (pass new_job=true for a fresh one). "
+                    + delivery.report.message
                 ).strip()
                 return delivery
 
@@ -355,7 +359,11 @@ class JobRunner:
         if result is not None:
             report.texts = [
                 TextItem(
-                    text=t.text, model=t.model, worker=t.worker_name, seed=t.seed, censored=t.censored
+                    text=t.text,
+                    model=t.model,
+                    worker=t.worker_name,
+                    seed=t.seed,
+                    censored=t.censored,
                 )
                 for t in result.texts
             ]
@@ -365,10 +373,8 @@ class JobRunner:
             for image in result.images:
                 width = height = None
                 if image.id in sizes:
-                    try:
+                    with contextlib.suppress(ValueError):
                         width, height = image_size(sizes[image.id])
-                    except ValueError:
-                        pass
                 path = record.files.get(image.id)
                 report.images.append(
                     ImageItem(
@@ -418,7 +424,11 @@ def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
         case JobState.EXPIRED:
             return (
                 "The grid no longer knows this job (it expired or was never there)"
-                + ("; the results saved earlier are included." if report.images or report.texts else "."),
+                + (
+                    "; the results saved earlier are included."
+                    if report.images or report.texts
+                    else "."
+                ),
                 "Submit a new job if you still need it.",
             )
     return ("", None)

@@ -274,7 +274,7 @@ def _open(path: Path) -> sqlite3.Connection:
         if not path.exists():
             # Created private up front: sqlite gives its -wal and -shm files the same mode.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
         raise LedgerError(
             f"cannot open the job ledger at {path}: {exc}; check that AIPG_DATA_DIR is a "

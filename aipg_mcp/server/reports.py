@@ -93,8 +93,8 @@ def summary(report: JobReport) -> str:
         if image.censored:
             facts.append("CENSORED by the worker's filter")
         desc = ", ".join(f for f in facts if f)
-        where = image.path or image.url or "not saved"
-        lines.append(f"Image {i} [{desc}]: {where}" + (f" ({image.error})" if image.error else ""))
+        location = image.path or image.url or "not saved"
+        lines.append(f"Image {i} [{desc}]: {location}" + (f" ({image.error})" if image.error else ""))
     for caption in report.captions:
         lines.append(f"{caption.form} ({caption.state}): {caption.result}")
     lines.extend(f"Warning: {w}" for w in report.warnings)

@@ -57,7 +57,7 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
         return await cached("modes", lambda: holder.get().backend.modes())
 
     @mcp.resource("aipg://models/{type}", title="Models", mime_type="application/json")
-    async def models(type: str) -> Any:  # noqa: A002 - the URI's own word
+    async def models(type: str) -> Any:
         """Models of one type (text or image) with workers, queue and ETA."""
         try:
             kind = ModelType(type)

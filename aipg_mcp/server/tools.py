@@ -57,10 +57,14 @@ InlinePreviews = Annotated[
     bool,
     Field(description="Include downscaled previews you can see. Full-size files are saved anyway."),
 ]
-JobId = Annotated[str, Field(min_length=1, max_length=128, description="The job_id a tool returned.")]
+JobId = Annotated[
+    str, Field(min_length=1, max_length=128, description="The job_id a tool returned.")
+]
 KindHint = Annotated[
     Literal["text", "image", "caption"] | None,
-    Field(description="The job's kind, if known; speeds up lookups of jobs this server did not start."),
+    Field(
+        description="The job's kind, if known; speeds up lookups of jobs this server did not start."
+    ),
 ]
 
 GENERATE = ToolAnnotations(
@@ -174,7 +178,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         ctx: AppContext,
         models: Annotated[
             list[str] | None,
-            Field(description="Models allowed to serve it (see list_models type=text). Empty: any."),
+            Field(
+                description="Models allowed to serve it (see list_models type=text). Empty: any."
+            ),
         ] = None,
         max_length: Annotated[int, Field(ge=16, le=2048, description="Tokens to generate.")] = 256,
         max_context_length: Annotated[
@@ -183,7 +189,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         temperature: Annotated[float | None, Field(ge=0, le=5)] = None,
         top_p: Annotated[float | None, Field(ge=0.001, le=1)] = None,
         top_k: Annotated[int | None, Field(ge=0, le=100)] = None,
-        rep_pen: Annotated[float | None, Field(ge=1, le=3, description="Repetition penalty.")] = None,
+        rep_pen: Annotated[
+            float | None, Field(ge=1, le=3, description="Repetition penalty.")
+        ] = None,
         stop_sequence: Annotated[
             list[str] | None, Field(max_length=128, description="Stop when one of these appears.")
         ] = None,
@@ -198,7 +206,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         a few minutes returns the same job instead of paying twice.
         """
         state = _state(ctx)
-        models = models or ([state.settings.default_text_model] if state.settings.default_text_model else [])
+        models = models or (
+            [state.settings.default_text_model] if state.settings.default_text_model else []
+        )
         request = _request(
             lambda: TextRequest(
                 prompt=prompt,
@@ -242,7 +252,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         steps: Annotated[int, Field(ge=1, le=500)] = 30,
         cfg_scale: Annotated[float, Field(ge=0, le=100, description="Prompt adherence.")] = 7.5,
         sampler_name: Sampler = "k_euler_a",
-        seed: Annotated[str | None, Field(max_length=256, description="Reuse to reproduce.")] = None,
+        seed: Annotated[
+            str | None, Field(max_length=256, description="Reuse to reproduce.")
+        ] = None,
         n: Annotated[int, Field(ge=1, le=20, description="How many images.")] = 1,
         karras: bool = True,
         nsfw: Annotated[bool, Field(description="Allow NSFW workers and results.")] = False,
@@ -250,7 +262,8 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             bool, Field(description="Have workers blur NSFW results even when nsfw is false.")
         ] = True,
         post_processing: Annotated[
-            list[PostProcessor] | None, Field(description="Face fixers/upscalers, at most one upscaler.")
+            list[PostProcessor] | None,
+            Field(description="Face fixers/upscalers, at most one upscaler."),
         ] = None,
         loras: Annotated[list[Lora] | None, Field(max_length=5)] = None,
         source_image: Annotated[
@@ -261,7 +274,8 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             ),
         ] = None,
         denoising_strength: Annotated[
-            float | None, Field(ge=0.01, le=1.0, description="img2img: how far to move from the source.")
+            float | None,
+            Field(ge=0.01, le=1.0, description="img2img: how far to move from the source."),
         ] = None,
         wait_seconds: WaitSeconds = None,
         inline_previews: InlinePreviews = True,
@@ -281,7 +295,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                 source = load_source_image(source_image, allowed_roots=state.settings.source_roots)
             except MediaError as exc:
                 raise ToolError(f"source_image: {exc}") from None
-        models = models or ([state.settings.default_image_model] if state.settings.default_image_model else [])
+        models = models or (
+            [state.settings.default_image_model] if state.settings.default_image_model else []
+        )
         full_prompt = f"{prompt} ### {negative_prompt}" if negative_prompt else prompt
         request = _request(
             lambda: ImageRequest(
@@ -332,7 +348,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         ctx: AppContext,
         forms: Annotated[
             list[Literal["caption", "interrogation", "nsfw"]],
-            Field(min_length=1, description="caption: a sentence; interrogation: tags; nsfw: a flag."),
+            Field(
+                min_length=1, description="caption: a sentence; interrogation: tags; nsfw: a flag."
+            ),
         ] = ["caption"],  # noqa: B006 - pydantic copies defaults
         wait_seconds: WaitSeconds = None,
         new_job: NewJob = False,
@@ -368,7 +386,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         ctx: AppContext,
         wait_seconds: Annotated[
             float,
-            Field(ge=0, le=600, description="Wait up to this long for it to finish (0: just look)."),
+            Field(
+                ge=0, le=600, description="Wait up to this long for it to finish (0: just look)."
+            ),
         ] = 0,
         kind: KindHint = None,
         inline_previews: InlinePreviews = True,
@@ -414,8 +434,12 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
     @mcp.tool(title="List models", annotations=LOOKUP)
     async def list_models(
         ctx: AppContext,
-        type: Annotated[Literal["text", "image"], Field(description="Which kind of model.")] = "image",  # noqa: A002
-        name: Annotated[str | None, Field(description="Keep models whose name contains this.")] = None,
+        type: Annotated[
+            Literal["text", "image"], Field(description="Which kind of model.")
+        ] = "image",
+        name: Annotated[
+            str | None, Field(description="Keep models whose name contains this.")
+        ] = None,
         include_offline: Annotated[
             bool, Field(description="Also list models with no worker online.")
         ] = False,
@@ -431,9 +455,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         )
         needle = (name or "").lower()
         chosen = [
-            m
-            for m in models
-            if needle in m.name.lower() and (include_offline or m.count > 0)
+            m for m in models if needle in m.name.lower() and (include_offline or m.count > 0)
         ]
         chosen.sort(key=lambda m: (m.count <= 0, m.eta, m.queued, -m.count))
         return ModelList(
@@ -478,4 +500,3 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             trusted=user.trusted,
             message=message,
         )
-

@@ -9,9 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-BAD_JSON_MESSAGE = (
-    "The browser (or proxy) sent a request that this server could not understand."
-)
+BAD_JSON_MESSAGE = "The browser (or proxy) sent a request that this server could not understand."
 METHOD_NOT_ALLOWED_MESSAGE = "The method is not allowed for the requested URL."
 VALIDATION_MESSAGE = "Input payload validation failed"
 
@@ -57,7 +55,7 @@ def validation_error(errors: Mapping[str, str]) -> ApiError:
 
 
 def drop_nulls(value: Any) -> Any:
-    """Remove ``None`` members from dicts, recursively, like the grid's ``skip_none`` marshalling."""
+    """Remove ``None`` members from dicts, recursively (the grid marshals with ``skip_none``)."""
     if isinstance(value, dict):
         return {key: drop_nulls(item) for key, item in value.items() if item is not None}
     if isinstance(value, list):
@@ -93,7 +91,11 @@ def html_page(status: int, title: str) -> HTMLResponse:
     """A small HTML error page, as a proxy in front of the grid would send."""
     if status == 404:
         return not_found_page()
-    page = f"<html>\n<head><title>{status} {title}</title></head>\n<body>\n<center><h1>{status} {title}</h1></center>\n</body>\n</html>\n"
+    heading = f"{status} {title}"
+    page = (
+        f"<html>\n<head><title>{heading}</title></head>\n<body>\n"
+        f"<center><h1>{heading}</h1></center>\n</body>\n</html>\n"
+    )
     return HTMLResponse(page, status_code=status)
 
 

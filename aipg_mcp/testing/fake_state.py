@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,6 +19,20 @@ from typing import Any, Literal
 
 JobKind = Literal["text", "image", "interrogation"]
 KINDS: tuple[JobKind, ...] = ("text", "image", "interrogation")
+
+#: The shared anonymous API key (user id 0).
+ANONYMOUS_KEY = "0000000000"
+
+#: The simulated workers, one per kind of request.
+WORKER_NAMES: dict[JobKind, str] = {
+    "text": "fake-text-worker-1",
+    "image": "fake-image-worker-1",
+    "interrogation": "fake-alchemist-1",
+}
+WORKER_IDS: dict[JobKind, str] = {
+    kind: str(uuid.uuid5(uuid.NAMESPACE_URL, f"fakegrid:{name}"))
+    for kind, name in WORKER_NAMES.items()
+}
 
 #: How many faulted jobs make the grid give up on a request (it faults on the third).
 FAULT_RESTARTS = 3
@@ -119,7 +134,7 @@ class FakeGeneration:
 
 @dataclass
 class FakeJob:
-    """One asynchronous request (the grid's "waiting prompt") and everything the fake knows of it."""
+    """One asynchronous request (the grid's "waiting prompt") and all the fake knows of it."""
 
     id: str
     kind: JobKind
@@ -228,7 +243,7 @@ def plan(
 
 
 def remaining_seconds(end: float, now: float, error: float) -> int:
-    """The grid's ``wait_time``: whole seconds until ``end``, skewed by ``error``, never negative."""
+    """The grid's ``wait_time``: whole seconds until ``end`` times ``error``, never negative."""
     if not math.isfinite(end):
         return 0
     return max(0, round((end - now) * error))

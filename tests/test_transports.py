@@ -1,0 +1,188 @@
+"""A real ``aipg-mcp`` process over stdio and over Streamable HTTP, in both protocol eras."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.conftest import API_KEY, Grid
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+ERAS = ["auto", "legacy"]
+TOKEN = "bearer-token-for-tests-42"
+
+
+def server_env(grid: Grid, tmp_path: Path) -> dict[str, str]:
+    return {
+        "AIPG_BASE_URL": grid.base_url,
+        "AIPG_API_KEY": API_KEY,
+        "AIPG_OUTPUT_DIR": str(tmp_path / "images"),
+        "AIPG_DATA_DIR": str(tmp_path / "data"),
+        "AIPG_WAIT_SECONDS": "20",
+        "AIPG_LOG_LEVEL": "DEBUG",
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(params=ERAS)
+def era(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# ---------------------------------------------------------------------------------- stdio
+
+
+async def test_stdio_generates_reports_progress_and_cancels(
+    grid: Grid, tmp_path: Path, era: str
+) -> None:
+    errlog = (tmp_path / "stderr.log").open("w")
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "aipg_mcp"], env=server_env(grid, tmp_path)
+    )
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with Client(stdio_client(params, errlog=errlog), mode=era) as client:  # type: ignore[arg-type]
+        result = await client.call_tool(
+            "generate_image",
+            {"prompt": "a boat", "width": 256, "height": 256},
+            progress_callback=on_progress,
+        )
+        assert not result.is_error and result.structured_content
+        assert result.structured_content["state"] == "done"
+        assert progress
+        with anyio.move_on_after(1.5):
+            await client.call_tool("generate_text", {"prompt": "never [fake:never]"})
+        with anyio.fail_after(10):
+            while grid.fake.count("text_cancel") < 1:
+                await anyio.sleep(0.1)
+        assert (await client.list_tools()).tools  # still serving
+    errlog.close()
+    assert grid.fake.count("text_cancel") == 1
+    assert API_KEY not in (tmp_path / "stderr.log").read_text()
+
+
+# ----------------------------------------------------------------------------------- HTTP
+
+
+@pytest.fixture
+def http_server(grid: Grid, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path / "http.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aipg_mcp", "--transport", "http", "--port", str(port)],
+        env={**os.environ, **server_env(grid, tmp_path), "AIPG_MCP_AUTH_TOKEN": TOKEN},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                raise AssertionError((tmp_path / "http.log").read_text())
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+        assert TOKEN not in (tmp_path / "http.log").read_text()
+        assert API_KEY not in (tmp_path / "http.log").read_text()
+
+
+def authed_client(url: str, era: str, token: str = TOKEN) -> Client:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=era)  # type: ignore[arg-type]
+
+
+async def test_http_generates_and_cancels(grid: Grid, http_server: str, era: str) -> None:
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with authed_client(http_server, era) as client:
+        result = await client.call_tool(
+            "generate_text", {"prompt": "hello there"}, progress_callback=on_progress
+        )
+        assert not result.is_error and result.structured_content
+        assert result.structured_content["state"] == "done"
+        assert progress
+        with anyio.move_on_after(1.5):
+            await client.call_tool(
+                "generate_image", {"prompt": "never [fake:never]", "width": 256, "height": 256}
+            )
+        with anyio.fail_after(10):
+            while grid.fake.count("image_cancel") < 1:
+                await anyio.sleep(0.1)
+        assert (await client.list_tools()).tools
+    assert grid.fake.count("image_cancel") == 1
+
+
+async def test_http_requires_the_bearer_token(http_server: str) -> None:
+    async with httpx.AsyncClient() as raw:
+        health = await raw.get(f"{http_server}/health")
+        assert health.status_code == 200 and TOKEN not in health.text
+        denied = await raw.post(
+            f"{http_server}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+        assert denied.status_code == 401
+        wrong = await raw.post(
+            f"{http_server}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={
+                "Authorization": "Bearer nope",
+                "Accept": "application/json, text/event-stream",
+            },
+        )
+        assert wrong.status_code == 401
+        rebinding = await raw.post(
+            f"{http_server}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={
+                "Authorization": f"Bearer {TOKEN}",
+                "Host": "evil.example.com",
+                "Accept": "application/json, text/event-stream",
+            },
+        )
+        assert rebinding.status_code == 421
+
+
+def test_refuses_non_loopback_without_token(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aipg_mcp", "--transport", "http", "--host", "0.0.0.0"],
+        env={k: v for k, v in os.environ.items() if k != "AIPG_MCP_AUTH_TOKEN"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "AIPG_MCP_AUTH_TOKEN" in done.stderr
