@@ -44,14 +44,14 @@ async def run_demo(out: TextIO = sys.stdout, keep: Path | None = None) -> int:
                 tools = [t.name for t in (await client.list_tools()).tools]
                 _say(out, f"Tools: {', '.join(tools)}\n")
 
-                async def progress(value: float, total: float | None, message: str | None) -> None:
-                    _say(out, f"  ... {value:5.1f} s  {message or ''}")
+                async def report(progress: float, total: float | None, message: str | None) -> None:
+                    _say(out, f"  ... {progress:5.1f} s  {message or ''}")
 
                 _say(out, "generate_text(prompt='Write a haiku about the grid')")
                 result = await client.call_tool(
                     "generate_text",
                     {"prompt": "Write a haiku about the grid", "max_length": 64},
-                    progress_callback=progress,
+                    progress_callback=report,
                 )
                 _say(out, text_of(result) + "\n")
                 if result.is_error:
@@ -61,28 +61,41 @@ async def run_demo(out: TextIO = sys.stdout, keep: Path | None = None) -> int:
                 result = await client.call_tool(
                     "generate_image",
                     {"prompt": "a lighthouse at dusk", "width": 512, "height": 512, "n": 2},
-                    progress_callback=progress,
+                    progress_callback=report,
                 )
                 previews = [b for b in result.content if isinstance(b, ImageContent)]
                 _say(out, text_of(result))
-                _say(out, f"({len(previews)} inline previews, {sum(len(p.data) for p in previews)} base64 chars)\n")
+                _say(
+                    out,
+                    f"({len(previews)} inline previews, {sum(len(p.data) for p in previews)} base64 chars)\n",
+                )
                 if result.is_error:
                     return 1
 
                 _say(out, "generate_image(prompt='a slow one [fake:seconds=6]', wait_seconds=2)")
                 result = await client.call_tool(
                     "generate_image",
-                    {"prompt": "a slow one [fake:seconds=6]", "width": 256, "height": 256, "wait_seconds": 2},
+                    {
+                        "prompt": "a slow one [fake:seconds=6]",
+                        "width": 256,
+                        "height": 256,
+                        "wait_seconds": 2,
+                    },
                 )
                 _say(out, text_of(result) + "\n")
                 job_id = (result.structured_content or {}).get("job_id")
                 if result.is_error or not job_id:
                     return 1
                 _say(out, f"get_status(job_id='{job_id}', wait_seconds=20)")
-                result = await client.call_tool("get_status", {"job_id": job_id, "wait_seconds": 20})
+                result = await client.call_tool(
+                    "get_status", {"job_id": job_id, "wait_seconds": 20}
+                )
                 _say(out, text_of(result))
                 if result.is_error:
                     return 1
-        _say(out, f"\nDemo complete: the grid saw {grid.count('text_async')} text and "
-             f"{grid.count('image_async')} image submits, one per call.")
+        _say(
+            out,
+            f"\nDemo complete: the grid saw {grid.count('text_async')} text and "
+            f"{grid.count('image_async')} image submits, one per call.",
+        )
     return 0

@@ -77,10 +77,10 @@ async def test_tools_are_listed_with_honest_annotations(client: Client) -> None:
 
 
 async def test_generate_text_reports_progress_and_text(grid: Grid, client: Client) -> None:
-    progress: list[tuple[float, float | None, str | None]] = []
+    seen: list[tuple[float, float | None, str | None]] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append((value, total, message))
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
 
     result = await client.call_tool(
         "generate_text", {"prompt": "Say hi", "max_length": 32}, progress_callback=on_progress
@@ -89,8 +89,8 @@ async def test_generate_text_reports_progress_and_text(grid: Grid, client: Clien
     assert body["state"] == "done"
     assert body["texts"][0]["text"]
     assert body["texts"][0]["text"] in texts(result)
-    assert progress, "no progress notification arrived"
-    values = [p[0] for p in progress]
+    assert seen, "no progress notification arrived"
+    values = [p[0] for p in seen]
     assert values == sorted(values) and len(set(values)) == len(values)
     assert grid.fake.count("text_async") == 1
 

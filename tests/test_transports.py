@@ -58,10 +58,10 @@ async def test_stdio_generates_reports_progress_and_cancels(
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "aipg_mcp"], env=server_env(grid, tmp_path)
     )
-    progress: list[float] = []
+    seen: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
 
     async with Client(stdio_client(params, errlog=errlog), mode=era) as client:  # type: ignore[arg-type]
         result = await client.call_tool(
@@ -71,7 +71,7 @@ async def test_stdio_generates_reports_progress_and_cancels(
         )
         assert not result.is_error and result.structured_content
         assert result.structured_content["state"] == "done"
-        assert progress
+        assert seen
         with anyio.move_on_after(1.5):
             await client.call_tool("generate_text", {"prompt": "never [fake:never]"})
         with anyio.fail_after(10):
@@ -122,10 +122,10 @@ def authed_client(url: str, era: str, token: str = TOKEN) -> Client:
 
 
 async def test_http_generates_and_cancels(grid: Grid, http_server: str, era: str) -> None:
-    progress: list[float] = []
+    seen: list[float] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
 
     async with authed_client(http_server, era) as client:
         result = await client.call_tool(
@@ -133,7 +133,7 @@ async def test_http_generates_and_cancels(grid: Grid, http_server: str, era: str
         )
         assert not result.is_error and result.structured_content
         assert result.structured_content["state"] == "done"
-        assert progress
+        assert seen
         with anyio.move_on_after(1.5):
             await client.call_tool(
                 "generate_image", {"prompt": "never [fake:never]", "width": 256, "height": 256}

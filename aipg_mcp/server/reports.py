@@ -94,7 +94,9 @@ def summary(report: JobReport) -> str:
             facts.append("CENSORED by the worker's filter")
         desc = ", ".join(f for f in facts if f)
         location = image.path or image.url or "not saved"
-        lines.append(f"Image {i} [{desc}]: {location}" + (f" ({image.error})" if image.error else ""))
+        lines.append(
+            f"Image {i} [{desc}]: {location}" + (f" ({image.error})" if image.error else "")
+        )
     for caption in report.captions:
         lines.append(f"{caption.form} ({caption.state}): {caption.result}")
     lines.extend(f"Warning: {w}" for w in report.warnings)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal, TypeVar
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
@@ -156,6 +157,17 @@ def _result(delivery: Delivery) -> CallToolResult:
     )
 
 
+async def _source_image(state: AppState, spec: str, argument: str) -> str:
+    """Read an input image off the event loop, within the folders the settings allow."""
+    roots = state.settings.source_roots
+    try:
+        return await anyio.to_thread.run_sync(
+            lambda: load_source_image(spec, allowed_roots=roots, argument=argument)
+        )
+    except MediaError as exc:
+        raise ToolError(str(exc)) from None
+
+
 def _wait(state: AppState, wait_seconds: float | None) -> float:
     return state.settings.wait_seconds if wait_seconds is None else wait_seconds
 
@@ -291,10 +303,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         state = _state(ctx)
         source = None
         if source_image:
-            try:
-                source = load_source_image(source_image, allowed_roots=state.settings.source_roots)
-            except MediaError as exc:
-                raise ToolError(f"source_image: {exc}") from None
+            source = await _source_image(state, source_image, "source_image")
         models = models or (
             [state.settings.default_image_model] if state.settings.default_image_model else []
         )
@@ -357,10 +366,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
     ) -> Annotated[CallToolResult, JobReport]:
         """Describe an image with the grid's interrogation workers (caption, tags, NSFW check)."""
         state = _state(ctx)
-        try:
-            source = load_source_image(image, allowed_roots=state.settings.source_roots)
-        except MediaError as exc:
-            raise ToolError(f"image: {exc}") from None
+        source = await _source_image(state, image, "image")
         request = _request(
             lambda: InterrogationRequest(
                 source_image=source,
