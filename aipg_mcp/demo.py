@@ -17,7 +17,7 @@ def _say(out: TextIO, text: str) -> None:
     print(text, file=out, flush=True)
 
 
-async def run_demo(out: TextIO = sys.stdout, keep: Path | None = None) -> int:
+async def run_demo(out: TextIO = sys.stdout) -> int:
     """Run the demo, printing what happens; returns a process exit code."""
     from mcp import Client
     from mcp.types import ImageContent, TextContent
@@ -31,7 +31,7 @@ async def run_demo(out: TextIO = sys.stdout, keep: Path | None = None) -> int:
 
     grid = FakeGrid(job_seconds=2.0, pickup_seconds=0.5)
     with tempfile.TemporaryDirectory(prefix="aipg-mcp-demo-") as scratch:
-        root = keep or Path(scratch)
+        root = Path(scratch)
         async with serve_fake_grid(grid) as base_url:
             settings = Settings(
                 base_url=base_url,
@@ -39,7 +39,10 @@ async def run_demo(out: TextIO = sys.stdout, keep: Path | None = None) -> int:
                 data_dir=root / "data",
                 wait_seconds=30,
             )
-            _say(out, f"Fake grid at {base_url}; images go to {settings.output_dir}")
+            _say(
+                out,
+                f"Fake grid at {base_url}; images go to {settings.output_dir} (removed at the end)",
+            )
             async with Client(build_server(settings)) as client:
                 tools = [t.name for t in (await client.list_tools()).tools]
                 _say(out, f"Tools: {', '.join(tools)}\n")

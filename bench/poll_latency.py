@@ -18,6 +18,9 @@ How
     One in-process ``FakeGrid`` per factor, all served at once on loopback, with the grid's
     rate limits on. Each cell (duration x factor x poller) runs ``--jobs`` jobs (default 3)
     with their own job ids; all jobs run at once (enough worker threads, pick-up after 0.05 s).
+    The jobs of a cell last a little longer each, spread over one baseline interval (5 s,
+    5.67 s and 6.33 s with 3 jobs), so that their ends fall at different phases of the 2 s poll
+    cycle: a fixed-interval poller's delay depends on that phase, and so may ours.
     Submits are paced at the grid's submit limit (2 per second), longest jobs first and the two
     pollers alternating, so submitting never hits a limit and every job starts within seconds.
     The rate limits of the polled routes are audited twice: the 429 answers the grid sent
@@ -62,7 +65,7 @@ OURS = "ours"
 BASELINE = "fixed 2s"
 POLLERS = (OURS, BASELINE)
 BASELINE_INTERVAL = 2.0
-SUBMIT_SPACING = 0.55  # the grid accepts 2 submits per second and client
+SUBMIT_SPACING = 0.52  # the grid accepts 2 submits per second and client
 NOTICE_TARGET = 1.0
 POLLED_ROUTES = ("image_check", "image_status")
 
@@ -109,6 +112,7 @@ class JobRun:
     """One job of a cell: filled in as it is submitted and waited for."""
 
     cell: Cell
+    seconds: float  # the job's length: the cell's duration plus this job's phase offset
     job_id: str = ""
     state: str = "not submitted"
     returned_at: float | None = None  # on the grid's clock
@@ -127,11 +131,13 @@ async def poll_fixed(backend: HordeV2Backend, job_id: str, interval: float, budg
         await anyio.sleep(interval)
 
 
-async def run_job(grid: FakeGrid, backend: HordeV2Backend, run: JobRun, submit_at: float) -> None:
-    """Submit one job at ``submit_at`` (monotonic) and wait for it with the cell's poller."""
-    await anyio.sleep(max(0.0, submit_at - time.monotonic()))
-    prompt = f"a lighthouse at dusk [fake:seconds={run.cell.duration:g}]"
+async def submit(backend: HordeV2Backend, run: JobRun) -> None:
+    prompt = f"a lighthouse at dusk [fake:seconds={run.seconds:.3f}]"
     run.job_id = (await backend.submit_image(ImageRequest(prompt=prompt))).job_id
+
+
+async def wait(grid: FakeGrid, backend: HordeV2Backend, run: JobRun) -> None:
+    """Wait for a submitted job with the cell's poller; note when it returned."""
     budget = run.cell.duration * 3 + 30
     if run.cell.poller == OURS:
         outcome = await wait_for_job(backend, JobKind.IMAGE, run.job_id, budget=budget)
@@ -143,13 +149,18 @@ async def run_job(grid: FakeGrid, backend: HordeV2Backend, run: JobRun, submit_a
 
 
 def plan_runs(factor: float, durations: Sequence[float], per_cell: int) -> list[JobRun]:
-    """Longest jobs first, the pollers alternating, so both see the same conditions."""
+    """Longest jobs first, the pollers alternating, so both see the same jobs and conditions."""
     return [
-        JobRun(Cell(duration, factor, poller))
+        JobRun(Cell(duration, factor, poller), duration + phase_offset(index, per_cell))
         for duration in sorted(durations, reverse=True)
-        for _ in range(per_cell)
+        for index in range(per_cell)
         for poller in POLLERS
     ]
+
+
+def phase_offset(index: int, per_cell: int) -> float:
+    """Job ``index`` of a cell runs this much longer than the cell's duration."""
+    return BASELINE_INTERVAL * index / per_cell
 
 
 # --------------------------------------------------------------------------- measurement
@@ -213,10 +224,13 @@ async def run_grid(factor: float, durations: Sequence[float], per_cell: int) -> 
         backends = {poller: HordeV2Backend(base_url) for poller in POLLERS}
         try:
             async with anyio.create_task_group() as tasks:
-                start = time.monotonic()
-                for index, run in enumerate(runs):
+                for run in runs:
+                    # One submit at a time, spaced: consecutive submits reach the grid more
+                    # than half a second apart, within its 2-per-second limit.
                     backend = backends[run.cell.poller]
-                    tasks.start_soon(run_job, grid, backend, run, start + index * SUBMIT_SPACING)
+                    await submit(backend, run)
+                    tasks.start_soon(wait, grid, backend, run)
+                    await anyio.sleep(SUBMIT_SPACING)
         finally:
             for backend in backends.values():
                 await backend.aclose()
