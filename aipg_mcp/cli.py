@@ -20,8 +20,9 @@ from aipg_mcp.settings import DEFAULT_WAIT_SECONDS, Settings, SettingsError
 ENVIRONMENT = """\
 environment (a flag of the same meaning wins):
   AIPG_API_KEY          API key (unset: anonymous key 0000000000, lowest priority)
-  AIPG_BASE_URL         grid API base (default https://api.aipowergrid.io/api;
+  AIPG_BASE_URL         grid address (default https://api.aipowergrid.io;
                         AI Horde: https://aihorde.net/api)
+  AIPG_API              auto (default: probe the grid), v1 (AI Power Grid) or v2 (Horde)
   AIPG_OUTPUT_DIR       where generated images are saved
   AIPG_DATA_DIR         where the job ledger lives
   AIPG_INPUT_DIRS       folders whose files may be sent as source images
@@ -49,7 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8000)")
     p.add_argument("--auth-token", help="HTTP bearer token (or AIPG_MCP_AUTH_TOKEN)")
-    p.add_argument("--base-url", help="grid API base URL (or AIPG_BASE_URL)")
+    p.add_argument("--base-url", help="grid address (or AIPG_BASE_URL)")
+    p.add_argument("--api", choices=["auto", "v1", "v2"], help="API generation (or AIPG_API)")
     p.add_argument("--output-dir", type=Path, help="image folder (or AIPG_OUTPUT_DIR)")
     p.add_argument("--data-dir", type=Path, help="ledger folder (or AIPG_DATA_DIR)")
     p.add_argument(
@@ -81,6 +83,8 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
         settings.auth_token = SecretStr(args.auth_token)
     if args.base_url:
         settings.base_url = args.base_url.rstrip("/")
+    if args.api:
+        settings.api = args.api
     if args.output_dir:
         settings.output_dir = args.output_dir.expanduser()
     if args.data_dir:

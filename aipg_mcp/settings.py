@@ -15,7 +15,8 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from aipg_mcp.grid.horde_v2 import DEFAULT_BASE_URL
+from aipg_mcp.grid.aipg_v1 import DEFAULT_ROOT_URL
+from aipg_mcp.grid.select import API_CHOICES, ApiChoice
 
 Transport = Literal["stdio", "http"]
 
@@ -44,7 +45,8 @@ class Settings:
     """Everything the server needs to know, resolved and validated."""
 
     api_key: SecretStr | None = None
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str = DEFAULT_ROOT_URL
+    api: ApiChoice = "auto"
     output_dir: Path = field(default_factory=lambda: _user_dir("output"))
     data_dir: Path = field(default_factory=lambda: _user_dir("data"))
     wait_seconds: float = DEFAULT_WAIT_SECONDS
@@ -95,7 +97,7 @@ class Settings:
         """Refuse configurations that are unsafe or cannot work."""
         if not self.base_url.startswith(("http://", "https://")):
             raise SettingsError(
-                f"AIPG_BASE_URL must be an http(s) URL such as {DEFAULT_BASE_URL}; got {self.base_url!r}"
+                f"AIPG_BASE_URL must be an http(s) URL such as {DEFAULT_ROOT_URL}; got {self.base_url!r}"
             )
         if not 1 <= self.wait_seconds <= MAX_WAIT_SECONDS:
             raise SettingsError(
@@ -116,6 +118,8 @@ class Settings:
             settings.api_key = SecretStr(key)
         if url := env.get("AIPG_BASE_URL", "").strip():
             settings.base_url = url.rstrip("/")
+        if api := env.get("AIPG_API", "").strip().lower():
+            settings.api = parse_api(api)
         if out := env.get("AIPG_OUTPUT_DIR", "").strip():
             settings.output_dir = Path(out).expanduser()
         if data := env.get("AIPG_DATA_DIR", "").strip():
@@ -139,6 +143,14 @@ class Settings:
         if level := env.get("AIPG_LOG_LEVEL", "").strip():
             settings.log_level = level.upper()
         return settings
+
+
+def parse_api(value: str) -> ApiChoice:
+    """``AIPG_API``: which API generation to speak."""
+    for choice in API_CHOICES:
+        if choice == value.lower():
+            return choice
+    raise SettingsError(f"AIPG_API must be one of {', '.join(API_CHOICES)}; got {value!r}")
 
 
 def _number(name: str, value: str) -> float:

@@ -121,8 +121,8 @@ async def test_caption_job(backend: HordeV2Backend) -> None:
 
 
 async def test_dry_run_estimates_without_queueing(grid: Grid, backend: HordeV2Backend) -> None:
-    kudos = await backend.estimate_kudos(image_request())
-    assert kudos > 0
+    estimate = await backend.estimate(image_request())
+    assert estimate.unit == "kudos" and estimate.cost and estimate.cost > 0
     assert not grid.fake.jobs
 
 
@@ -242,7 +242,7 @@ async def test_maintenance(grid: Grid, backend: HordeV2Backend) -> None:
     grid.fake.maintenance = True
     with pytest.raises(errors.Maintenance):
         await backend.submit_text(text_request())
-    assert (await backend.modes()).maintenance_mode
+    assert (await backend.modes())["maintenance_mode"] is True
 
 
 async def test_retired_v2_says_what_to_do(grid: Grid, backend: HordeV2Backend) -> None:
@@ -376,7 +376,8 @@ async def test_lookups(grid: Grid, backend: HordeV2Backend) -> None:
     online = await backend.models(ModelType.IMAGE, min_count=1)
     assert online and all(m.count >= 1 for m in online)
     assert (await backend.news())[0].newspiece
-    assert (await backend.performance()).worker_count >= 0
+    assert (await backend.performance())["worker_count"] >= 0
     assert (await backend.heartbeat()).message == "OK"
     account = await backend.account()
-    assert account.username == "tester#7" and account.kudos == 5000.0
+    assert account.username == "tester#7" and account.balance == 5000.0
+    assert account.balance_unit == "kudos"

@@ -7,24 +7,22 @@ this module knows which backend it has: a capability a backend lacks is reported
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field
 
 from aipg_mcp.grid.models import (
     ActiveModel,
     GenerationMetadata,
-    Heartbeat,
-    HordeModes,
-    HordePerformance,
     ImageRequest,
     InterrogationRequest,
     ModelType,
     Newspiece,
     TextRequest,
-    UserDetails,
 )
 
 
@@ -43,6 +41,7 @@ class JobState(StrEnum):
     FAULTED = "faulted"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    INTERRUPTED = "interrupted"
 
     @property
     def final(self) -> bool:
@@ -73,6 +72,8 @@ class JobProgress(BaseModel):
     restarted: int = 0
     is_possible: bool = True
     kudos: float = 0.0
+    percent: float | None = None
+    tokens: int | None = None
 
 
 class TextOutput(BaseModel):
@@ -113,6 +114,8 @@ class JobResult(BaseModel):
 
     progress: JobProgress
     complete: bool = True
+    error: str | None = None
+    grid_job_id: str | None = None
     texts: list[TextOutput] = Field(default_factory=list)
     images: list[ImageOutput] = Field(default_factory=list)
     captions: list[CaptionOutput] = Field(default_factory=list)
@@ -135,6 +138,32 @@ class Capabilities:
     news: bool = True
     queue_position: bool = True
     anonymous: bool = True
+    captions: bool = True
+    lookup_unknown_jobs: bool = True
+
+
+class AccountInfo(BaseModel):
+    """Who the API key belongs to and what it may spend, in the backend's own unit."""
+
+    username: str
+    account_id: str | None = None
+    balance: float | None = None
+    balance_unit: str = "kudos"
+    concurrency: int | None = None
+    trusted: bool = False
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Estimate(BaseModel):
+    """What a request would cost, without running it."""
+
+    cost: float | None
+    unit: str
+    affordable: bool | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+JobListener = Callable[[JobResult], Awaitable[None]]
 
 
 class GridBackend(Protocol):
@@ -159,7 +188,7 @@ class GridBackend(Protocol):
 
     async def submit_caption(self, request: InterrogationRequest) -> Submission: ...
 
-    async def estimate_kudos(self, request: TextRequest | ImageRequest) -> float:
+    async def estimate(self, request: TextRequest | ImageRequest) -> Estimate:
         """What the request would cost, without queueing it."""
         ...
 
@@ -183,14 +212,24 @@ class GridBackend(Protocol):
         self, kind: ModelType, *, min_count: int | None = None, name: str | None = None
     ) -> list[ActiveModel]: ...
 
-    async def account(self) -> UserDetails: ...
+    async def account(self) -> AccountInfo: ...
 
     async def news(self) -> list[Newspiece]: ...
 
-    async def performance(self) -> HordePerformance: ...
+    async def performance(self) -> dict[str, Any]:
+        """Queues, workers and throughput, as JSON; says what the backend cannot report."""
+        ...
 
-    async def modes(self) -> HordeModes: ...
+    async def modes(self) -> dict[str, Any]:
+        """Maintenance and similar modes, as JSON."""
+        ...
 
-    async def heartbeat(self) -> Heartbeat: ...
+    def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
+        """Give the backend a task group owned by the server, for jobs it runs itself.
+
+        ``on_finished`` is awaited with a job's final result when nobody may be waiting for it.
+        Backends whose jobs live on the grid ignore this.
+        """
+        ...
 
     async def aclose(self) -> None: ...

@@ -142,6 +142,21 @@ class JobNotFound(GridError):
     )
 
 
+class JobInterrupted(JobNotFound):
+    """This process lost track of a job it ran itself (it restarted while the job was running)."""
+
+    default_hint = (
+        "The server restarted while the job ran and could not recover its answer; the grid may "
+        "still have completed and billed it. Submit again if you need the result."
+    )
+
+
+class Unsupported(GridError):
+    """The grid's API has no way to do this."""
+
+    default_hint = "This grid cannot do that; see the README's feature table for each API."
+
+
 class NotFound(GridError):
     """Some other thing the request named (worker, style, user) does not exist (404)."""
 
@@ -175,6 +190,36 @@ class DownloadFailed(GridError):
     default_hint = (
         "Result URLs expire after 30 minutes; call get_status again for fresh ones. The job itself "
         "finished and is not billed again."
+    )
+
+
+class PaymentRequired(GridError):
+    """The account's credits do not cover the request (402); nothing was run."""
+
+    default_hint = (
+        "The account's credits do not cover this request; top up or pick a cheaper model. "
+        "Use estimate_cost to see prices first."
+    )
+
+
+class NoWorkers(GridError):
+    """No worker is online for the requested kind of job or model (503)."""
+
+    default_hint = "No worker can serve this right now; call list_models and pick a served model."
+
+
+class WorkerFailed(GridError):
+    """The grid's workers failed the job (502); it was not completed."""
+
+    default_hint = "The workers failed this job; submit it again, perhaps with another model."
+
+
+class GenerationTimeout(GridError):
+    """The grid gave up waiting for the job (504) but may still finish and bill it."""
+
+    default_hint = (
+        "The grid stopped waiting, but the job may still finish on a worker and be billed; check "
+        "recent jobs before submitting again."
     )
 
 
@@ -258,6 +303,74 @@ def error_from_response(
         return NotFound(message, **kw)
     if status in (400, 422):
         return ValidationFailed(message, fields=fields, **kw)
+    if status >= 500:
+        return ServerError(f"grid error HTTP {status}: {message}", **kw)
+    return GridError(f"HTTP {status}: {message}", **kw)
+
+
+def v1_error_from_response(
+    status: int,
+    body: Any,
+    *,
+    content_type: str = "application/json",
+    retry_after: float | None = None,
+    job_route: bool = False,
+) -> GridError:
+    """Build the exception for one non-2xx answer of AI Power Grid's ``/v1`` API.
+
+    Its four error shapes are ``{"detail": str}``, the validation list ``{"detail": [...]}``, the
+    rate limiter's ``{"error": {"message", "type"}}`` (429 without ``Retry-After``) and
+    ``{"detail": {"type", "message"}}``. The class comes from the status alone.
+    """
+    if "html" in content_type or not isinstance(body, Mapping):
+        if status == 404:
+            return RouteNotFound(f"the grid has no such route (HTTP {status})", status=status)
+        return UnexpectedResponse(
+            f"the grid answered HTTP {status} without its JSON", status=status
+        )
+    message = "no message"
+    fields: dict[str, str] = {}
+    detail = body.get("detail")
+    if isinstance(detail, str):
+        message = detail
+    elif isinstance(detail, Mapping):
+        message = str(detail.get("message") or message)
+    elif isinstance(detail, list):
+        message = "the request did not validate"
+        for item in detail:
+            if isinstance(item, Mapping):
+                loc = [str(p) for p in item.get("loc", []) if p != "body"]
+                fields[".".join(loc) or "request"] = str(item.get("msg", "invalid"))
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        message = str(error.get("message") or message)
+
+    kw: dict[str, Any] = {"status": status}
+    if status == 401:
+        return InvalidAPIKey(
+            message,
+            hint="AI Power Grid's /v1 API needs a key (there is no anonymous access): create one "
+            "at https://dashboard.aipowergrid.io and set AIPG_API_KEY.",
+            **kw,
+        )
+    if status == 402:
+        return PaymentRequired(message, **kw)
+    if status == 403:
+        return Forbidden(message, **kw)
+    if status == 404:
+        return JobNotFound(message, **kw) if job_route else NotFound(message, **kw)
+    if status == 413:
+        return ValidationFailed(message, hint="The request is too large; shorten it.", **kw)
+    if status in (400, 422):
+        return ValidationFailed(message, fields=fields, **kw)
+    if status == 429:
+        return RateLimited(f"rate limited ({message})", retry_after=retry_after, **kw)
+    if status == 502:
+        return WorkerFailed(message, **kw)
+    if status == 503:
+        return NoWorkers(message, **kw)
+    if status == 504:
+        return GenerationTimeout(message, **kw)
     if status >= 500:
         return ServerError(f"grid error HTTP {status}: {message}", **kw)
     return GridError(f"HTTP {status}: {message}", **kw)

@@ -7,14 +7,18 @@ import binascii
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from anyio.abc import TaskGroup
 from pydantic import BaseModel, TypeAdapter
 
 from aipg_mcp import PROJECT_URL, __version__
 from aipg_mcp.grid.base import (
+    AccountInfo,
     Capabilities,
     CaptionOutput,
+    Estimate,
     ImageOutput,
     JobKind,
+    JobListener,
     JobProgress,
     JobResult,
     JobState,
@@ -142,11 +146,11 @@ class HordeV2Backend:
     async def submit_caption(self, request: InterrogationRequest) -> Submission:
         return await self._submit(JobKind.CAPTION, "interrogate/async", request.wire())
 
-    async def estimate_kudos(self, request: TextRequest | ImageRequest) -> float:
+    async def estimate(self, request: TextRequest | ImageRequest) -> Estimate:
         path = "generate/text/async" if isinstance(request, TextRequest) else "generate/async"
         body = request.model_copy(update={"dry_run": True}).wire()
         _, payload = await self.transport.submit(self._url(path), body)
-        return _parse(DryRun, payload).kudos
+        return Estimate(cost=_parse(DryRun, payload).kudos, unit="kudos")
 
     # -------------------------------------------------------------------- job status
 
@@ -211,7 +215,8 @@ class HordeV2Backend:
             _MODELS, await self.transport.get(self._url("status/models"), params=params)
         )
 
-    async def account(self) -> UserDetails:
+    async def user(self) -> UserDetails:
+        """``find_user``: the grid's full record of the key's owner."""
         try:
             payload = await self.transport.get(self._url("find_user"), with_key=True)
         except NotFound as exc:
@@ -219,17 +224,34 @@ class HordeV2Backend:
             raise InvalidAPIKey(exc.message, status=exc.status, rc=exc.rc) from None
         return _parse(UserDetails, payload)
 
+    async def account(self) -> AccountInfo:
+        user = await self.user()
+        return AccountInfo(
+            username=user.username,
+            account_id=None if user.id is None else str(user.id),
+            balance=user.kudos,
+            balance_unit="kudos",
+            concurrency=user.concurrency,
+            trusted=user.trusted,
+            details=user.model_dump(mode="json", exclude_none=True),
+        )
+
     async def news(self) -> list[Newspiece]:
         return _parse_list(_NEWS, await self.transport.get(self._url("status/news")))
 
-    async def performance(self) -> HordePerformance:
-        return _parse(HordePerformance, await self.transport.get(self._url("status/performance")))
+    async def performance(self) -> dict[str, Any]:
+        payload = await self.transport.get(self._url("status/performance"))
+        return _parse(HordePerformance, payload).model_dump(mode="json")
 
-    async def modes(self) -> HordeModes:
-        return _parse(HordeModes, await self.transport.get(self._url("status/modes")))
+    async def modes(self) -> dict[str, Any]:
+        payload = await self.transport.get(self._url("status/modes"))
+        return _parse(HordeModes, payload).model_dump(mode="json", exclude_none=True)
 
     async def heartbeat(self) -> Heartbeat:
         return _parse(Heartbeat, await self.transport.get(self._url("status/heartbeat")))
+
+    def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
+        """Horde jobs live on the grid and are polled; nothing runs in the background."""
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -19,6 +19,7 @@ import anyio
 from aipg_mcp.grid.base import GridBackend, JobKind, JobProgress, JobResult, JobState, PollPolicy
 from aipg_mcp.grid.errors import (
     GridError,
+    JobInterrupted,
     JobNotFound,
     RateLimited,
     ServerError,
@@ -123,7 +124,7 @@ async def wait_for_job(
             try:
                 polled = await backend.poll(kind, job_id)
             except JobNotFound as exc:
-                outcome.state, outcome.error = JobState.EXPIRED, exc
+                outcome.state, outcome.error = _lost(exc), exc
                 return outcome
             except TRANSIENT_ERRORS as exc:
                 outcome.error = exc
@@ -164,13 +165,17 @@ async def _finish(
             outcome.error = None
             return
         except JobNotFound as exc:
-            outcome.state, outcome.error = JobState.EXPIRED, exc
+            outcome.state, outcome.error = _lost(exc), exc
             return
         except TRANSIENT_ERRORS as exc:
             outcome.error = exc
             if time.monotonic() + 2.0 > deadline:
                 return
             await anyio.sleep(2.0)
+
+
+def _lost(exc: JobNotFound) -> JobState:
+    return JobState.INTERRUPTED if isinstance(exc, JobInterrupted) else JobState.EXPIRED
 
 
 async def _sleep_reporting(

@@ -14,9 +14,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -35,6 +36,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("aipg_mcp.grid")
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+class ErrorMapper(Protocol):
+    """Turns one non-2xx answer into the grid client's exception."""
+
+    def __call__(
+        self,
+        status: int,
+        body: Any,
+        *,
+        content_type: str = ...,
+        retry_after: float | None = ...,
+        job_route: bool = ...,
+    ) -> GridError: ...
 
 
 @dataclass(frozen=True)
@@ -90,8 +105,12 @@ class GridTransport:
         user_agent: str,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
+        errors: ErrorMapper = error_from_response,
+        key_header: str = "apikey",
     ) -> None:
         self._api_key = api_key
+        self._error_for_status = errors
+        self._key_header = key_header
         self.user_agent = user_agent
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
@@ -119,8 +138,8 @@ class GridTransport:
 
     def _headers(self, *, with_key: bool) -> dict[str, str]:
         headers = {"Client-Agent": self.user_agent, "User-Agent": self.user_agent}
-        if with_key:
-            headers["apikey"] = self._api_key
+        if with_key and self._api_key:
+            headers[self._key_header] = self._api_key
         return headers
 
     async def get(
@@ -140,13 +159,17 @@ class GridTransport:
         """DELETE (cancel) a job; repeating a cancel is harmless, so it retries like a GET."""
         return await self._retrying("DELETE", url, with_key=True, job_route=True)
 
-    async def submit(self, url: str, body: Mapping[str, Any]) -> tuple[int, Any]:
+    async def submit(
+        self, url: str, body: Mapping[str, Any], *, read_timeout: float | None = None
+    ) -> tuple[int, Any]:
         """POST a submit once, retrying only when the grid provably did not queue it.
 
-        Returns the status code and the decoded body of a 2xx answer.
+        Returns the status code and the decoded body of a 2xx answer. ``read_timeout`` overrides
+        the submit read timeout (blocking APIs answer only when the job is done).
         """
         import httpx
 
+        read = self.timeouts.submit_read if read_timeout is None else read_timeout
         policy = self.retry
         started = time.monotonic()
         attempt = 0
@@ -157,7 +180,7 @@ class GridTransport:
                     url,
                     json=body,
                     headers=self._headers(with_key=True),
-                    timeout=httpx.Timeout(self.timeouts.submit_read, connect=self.timeouts.connect),
+                    timeout=httpx.Timeout(read, connect=self.timeouts.connect),
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # Nothing was sent: retrying cannot queue the job twice.
@@ -171,7 +194,7 @@ class GridTransport:
             else:
                 if response.is_success:
                     return response.status_code, _decode_json(response)
-                error = _error_for(response, job_route=False)
+                error = self._error_for(response, job_route=False)
                 if not (isinstance(error, RateLimited) and error.rc is None):
                     raise error
                 delay = max(error.retry_after or 0.0, policy.backoff(attempt))
@@ -206,7 +229,7 @@ class GridTransport:
             else:
                 if response.is_success:
                     return _decode_json(response)
-                error = _error_for(response, job_route=job_route)
+                error = self._error_for(response, job_route=job_route)
                 if response.status_code not in RETRYABLE_STATUS or error.rc == "TooManyPrompts":
                     raise error
                 retry_after = error.retry_after if isinstance(error, RateLimited) else None
@@ -215,6 +238,37 @@ class GridTransport:
                 raise error
             log.info("%s %s failed (%s); retrying in %.1f s", method, _path(url), error, delay)
             await anyio.sleep(delay)
+
+    @asynccontextmanager
+    async def stream_post(
+        self, url: str, body: Mapping[str, Any], *, read_timeout: float
+    ) -> AsyncIterator[AsyncIterator[str]]:
+        """POST once and stream the answer's lines (server-sent events).
+
+        Not retried: once sent, the grid may be running the job. ``read_timeout`` bounds the
+        silence between two lines, not the whole answer.
+        """
+        import httpx
+
+        try:
+            async with self.client.stream(
+                "POST",
+                url,
+                json=body,
+                headers=self._headers(with_key=True),
+                timeout=httpx.Timeout(read_timeout, connect=self.timeouts.connect),
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise self._error_for(response, job_route=False)
+                yield response.aiter_lines()
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise TransportError(_describe_transport(url, exc)) from None
+        except httpx.TransportError as exc:
+            raise SubmitOutcomeUnknown(
+                f"the stream from {_host(url)} broke ({type(exc).__name__}); the grid may still "
+                "finish the job"
+            ) from None
 
     async def download(self, url: str, *, max_bytes: int, seconds: float) -> tuple[bytes, str]:
         """Stream a result URL (no API key; explicit User-Agent) within a size cap and a deadline.
@@ -255,27 +309,26 @@ class GridTransport:
                 f"the image download failed: {_describe_transport(url, exc)}"
             ) from None
 
+    def _error_for(self, response: httpx.Response, *, job_route: bool) -> GridError:
+        content_type = response.headers.get("content-type", "")
+        body: Any = None
+        if "json" in content_type:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+        return self._error_for_status(
+            response.status_code,
+            body,
+            content_type=content_type or "application/octet-stream",
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            job_route=job_route,
+        )
+
 
 def _may_retry(policy: RetryPolicy, attempt: int, started: float, delay: float) -> bool:
     elapsed = time.monotonic() - started
     return attempt < policy.attempts and elapsed + delay <= policy.total_seconds
-
-
-def _error_for(response: httpx.Response, *, job_route: bool) -> GridError:
-    content_type = response.headers.get("content-type", "")
-    body: Any = None
-    if "json" in content_type:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-    return error_from_response(
-        response.status_code,
-        body,
-        content_type=content_type or "application/octet-stream",
-        retry_after=parse_retry_after(response.headers.get("retry-after")),
-        job_route=job_route,
-    )
 
 
 def _decode_json(response: httpx.Response) -> Any:

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Literal
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 
 from aipg_mcp import PROJECT_URL, __version__
-from aipg_mcp.grid.base import GridBackend
-from aipg_mcp.grid.horde_v2 import HordeV2Backend
+from aipg_mcp.grid.base import JobResult
+from aipg_mcp.grid.select import BackendSelector
+from aipg_mcp.server.jobs import JobRunner
 from aipg_mcp.server.ledger import Ledger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
@@ -27,19 +29,19 @@ get_status(job_id, wait_seconds=40) to wait again, or cancel_job(job_id). Never 
 that is still running: an identical call within a few minutes returns the same job anyway.
 Use list_models to pick a model with workers online. get_account says whose key is in use."""
 
-BackendFactory = Callable[[Settings], GridBackend]
+SelectorFactory = Callable[[Settings], BackendSelector]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def default_backend(settings: Settings) -> GridBackend:
-    """The grid backend the settings ask for."""
+def default_selector(settings: Settings) -> BackendSelector:
+    """The grid the settings name, with the API generation they ask for."""
     key = settings.api_key.get_secret_value() if settings.api_key else None
-    return HordeV2Backend(settings.base_url, key)
+    return BackendSelector(settings.base_url, key, settings.api)
 
 
 def build_server(
-    settings: Settings, backend_factory: BackendFactory = default_backend
+    settings: Settings, selector_factory: SelectorFactory = default_selector
 ) -> MCPServer[AppState]:
     """An MCP server for these settings. Nothing touches the network or disk until it runs."""
     holder = StateHolder()
@@ -48,16 +50,25 @@ def build_server(
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         state = AppState(
             settings=settings,
-            backend=backend_factory(settings),
+            selector=selector_factory(settings),
             ledger=Ledger(settings.ledger_path),
             media=MediaStore(settings.output_dir),
         )
         holder.state = state
+
+        async def finished(result: JobResult) -> None:
+            await JobRunner(state, await state.grid()).settle_background(result)
+
         try:
-            yield state
+            async with anyio.create_task_group() as background:
+                state.selector.attach(background, finished)
+                try:
+                    yield state
+                finally:
+                    background.cancel_scope.cancel()
         finally:
             holder.state = None
-            await state.backend.aclose()
+            await state.selector.aclose()
             state.ledger.close()
 
     mcp: MCPServer[AppState] = MCPServer(

@@ -15,8 +15,16 @@ from typing import Any
 
 import anyio
 
-from aipg_mcp.grid.base import ImageOutput, JobKind, JobProgress, JobResult, JobState, Submission
-from aipg_mcp.grid.errors import GridError, JobNotFound
+from aipg_mcp.grid.base import (
+    GridBackend,
+    ImageOutput,
+    JobKind,
+    JobProgress,
+    JobResult,
+    JobState,
+    Submission,
+)
+from aipg_mcp.grid.errors import GridError, JobInterrupted, JobNotFound
 from aipg_mcp.grid.jobs import WaitOutcome, wait_for_job
 from aipg_mcp.grid.models import ImageRequest, InterrogationRequest, TextRequest
 from aipg_mcp.server.ledger import JobRecord, fingerprint
@@ -66,12 +74,13 @@ def stored_params(request: AnyRequest) -> dict[str, Any]:
 class JobRunner:
     """Runs grid jobs for the tools of one server."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: AppState, backend: GridBackend) -> None:
         self.state = state
+        self.backend = backend
 
     @property
     def grid(self) -> str:
-        return self.state.backend.base_url
+        return self.backend.base_url
 
     # ------------------------------------------------------------------------ submit
 
@@ -91,7 +100,7 @@ class JobRunner:
         key = fingerprint(
             kind,
             self.grid,
-            {"request": request.wire(), "api": state.backend.capabilities.api},
+            {"request": request.wire(), "api": self.backend.capabilities.api},
             state.identity,
         )
         if not new_job:
@@ -114,14 +123,14 @@ class JobRunner:
                 return delivery
 
         if isinstance(request, TextRequest):
-            submission = await state.backend.submit_text(request)
+            submission = await self.backend.submit_text(request)
         elif isinstance(request, ImageRequest):
-            submission = await state.backend.submit_image(request)
+            submission = await self.backend.submit_image(request)
         else:
-            submission = await state.backend.submit_caption(request)
+            submission = await self.backend.submit_caption(request)
         record = state.ledger.record_submission(
             submission,
-            api=state.backend.capabilities.api,
+            api=self.backend.capabilities.api,
             grid=self.grid,
             params=params,
             fingerprint=key,
@@ -166,7 +175,7 @@ class JobRunner:
             )
 
         outcome = await wait_for_job(
-            self.state.backend,
+            self.backend,
             record.kind,
             record.job_id,
             budget=wait_seconds,
@@ -179,8 +188,8 @@ class JobRunner:
     async def _settle(self, record: JobRecord, outcome: WaitOutcome, *, inline: bool) -> Delivery:
         ledger = self.state.ledger
         error = outcome.error.describe() if outcome.error else None
-        if outcome.state is JobState.EXPIRED:
-            record = ledger.update(record.job_id, state=JobState.EXPIRED, error=error)
+        if outcome.state in (JobState.EXPIRED, JobState.INTERRUPTED):
+            record = ledger.update(record.job_id, state=outcome.state, error=error)
             return Delivery(self._report(record, record.result))
         if not outcome.state.final or outcome.result is None:
             record = ledger.update(
@@ -195,9 +204,24 @@ class JobRunner:
             state=outcome.state,
             progress=outcome.result.progress,
             result=outcome.result,
-            error=error,
+            error=error or outcome.result.error,
         )
         return await self._deliver(record, outcome.result, inline=inline)
+
+    async def settle_background(self, result: JobResult) -> None:
+        """Record a job that ended with nobody necessarily waiting, and save its images."""
+        record = self.state.ledger.get(result.progress.job_id)
+        if record is None:
+            return
+        record = self.state.ledger.update(
+            record.job_id,
+            state=result.progress.state,
+            progress=result.progress,
+            result=result,
+            error=result.error,
+        )
+        if result.images:
+            await self._deliver(record, result, inline=False)
 
     # ------------------------------------------------------------------------ status
 
@@ -207,15 +231,21 @@ class JobRunner:
         record = self.state.ledger.get(job_id)
         if record is not None:
             return record
+        if not self.backend.capabilities.lookup_unknown_jobs:
+            raise JobNotFound(
+                f"no job {job_id} in this server's ledger",
+                hint="This grid's API cannot look up jobs this server did not start; check the "
+                "job id (the aipg://jobs resource lists recent ones).",
+            )
         kinds = [kind] if kind else [JobKind.IMAGE, JobKind.TEXT, JobKind.CAPTION]
         for candidate in kinds:
             try:
-                polled = await self.state.backend.poll(candidate, job_id)
+                polled = await self.backend.poll(candidate, job_id)
             except JobNotFound:
                 continue
             record = self.state.ledger.record_submission(
                 Submission(job_id=job_id, kind=candidate),
-                api=self.state.backend.capabilities.api,
+                api=self.backend.capabilities.api,
                 grid=self.grid,
                 params={},
                 fingerprint="",
@@ -236,34 +266,35 @@ class JobRunner:
             )
             return delivery
         try:
-            answer = await self.state.backend.cancel(record.kind, record.job_id)
+            answer = await self.backend.cancel(record.kind, record.job_id)
         except JobNotFound as exc:
-            record = self.state.ledger.update(
-                record.job_id, state=JobState.EXPIRED, error=exc.describe()
-            )
+            lost = JobState.INTERRUPTED if isinstance(exc, JobInterrupted) else JobState.EXPIRED
+            record = self.state.ledger.update(record.job_id, state=lost, error=exc.describe())
             return Delivery(self._report(record, record.result))
-        state = JobState.DONE if answer.progress.state is JobState.DONE else JobState.CANCELLED
+        state = answer.progress.state if answer.progress.state.final else JobState.CANCELLED
         record = self.state.ledger.update(
             record.job_id,
             state=state,
             progress=answer.progress,
             result=answer,
+            error=answer.error,
             note="cancelled on request",
         )
         delivery = await self._deliver(record, answer, inline=inline)
         if state is JobState.CANCELLED:
-            running = answer.progress.processing
-            delivery.report.message = (
-                f"Cancelled on the grid. {len(answer.images) + len(answer.texts)} finished "
-                "result(s) are included."
-                + (
-                    f" {running} job(s) were already on a worker; they may still finish and be "
-                    "charged."
-                    if running
-                    else ""
-                )
-            )
+            delivery.report.message = self._cancel_message(answer)
         return delivery
+
+    def _cancel_message(self, answer: JobResult) -> str:
+        finished = len(answer.images) + len(answer.texts) + len(answer.captions)
+        if not self.backend.capabilities.cancel:
+            return f"Stopped waiting. {answer.error or ''}".strip()
+        running = answer.progress.processing
+        return f"Cancelled on the grid. {finished} finished result(s) are included." + (
+            f" {running} job(s) were already on a worker; they may still finish and be charged."
+            if running
+            else ""
+        )
 
     # ---------------------------------------------------------------------- delivery
 
@@ -281,7 +312,14 @@ class JobRunner:
         ``stale`` says the result came from the ledger, so its download URLs may have expired:
         images not saved yet are then fetched from a fresh answer of the grid.
         """
+        async with self.state.job_lock(record.job_id):
+            return await self._deliver_locked(record, result, inline=inline, stale=stale)
+
+    async def _deliver_locked(
+        self, record: JobRecord, result: JobResult, *, inline: bool, stale: bool
+    ) -> Delivery:
         media = self.state.media
+        record = self.state.ledger.get(record.job_id) or record
         missing = [image for image in result.images if image.id not in record.files]
         if missing and stale:
             result = await self._refresh(record, result)
@@ -291,7 +329,7 @@ class JobRunner:
 
         async def fetch(image: ImageOutput) -> None:
             try:
-                raw = await self.state.backend.image_bytes(image)
+                raw = await self.backend.image_bytes(image)
                 path = await anyio.to_thread.run_sync(media.save, record.job_id, image.id, raw)
             except (GridError, ValueError, OSError) as exc:
                 errors[image.id] = exc.describe() if isinstance(exc, GridError) else str(exc)
@@ -327,7 +365,7 @@ class JobRunner:
     async def _refresh(self, record: JobRecord, result: JobResult) -> JobResult:
         """Ask the grid again for a finished job's outputs (fresh download URLs)."""
         try:
-            fresh = await self.state.backend.result(record.kind, record.job_id)
+            fresh = await self.backend.result(record.kind, record.job_id)
         except GridError as exc:
             log.info("could not refresh job %s: %s", record.job_id, exc)
             return result
@@ -416,11 +454,12 @@ def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
             return ("Done.", None)
         case JobState.FAULTED:
             return (
-                "The grid's workers failed this job repeatedly, so the grid gave up on it.",
+                record.error
+                or "The grid's workers failed this job repeatedly, so the grid gave up on it.",
                 "Submit again, perhaps with another model (list_models shows what is served).",
             )
         case JobState.CANCELLED:
-            return ("Cancelled.", None)
+            return (f"Cancelled. {record.error or ''}".strip(), None)
         case JobState.EXPIRED:
             return (
                 "The grid no longer knows this job (it expired or was never there)"
@@ -429,6 +468,11 @@ def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
                     if report.images or report.texts
                     else "."
                 ),
+                "Submit a new job if you still need it.",
+            )
+        case JobState.INTERRUPTED:
+            return (
+                record.error or "The server restarted while this job ran and lost its answer.",
                 "Submit a new job if you still need it.",
             )
     return ("", None)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from pydantic import BaseModel
 
+from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.errors import GridError
 from aipg_mcp.grid.models import ModelType
 from aipg_mcp.server.state import AppState
@@ -27,34 +30,41 @@ class StateHolder:
 
 def _dump(items: Any) -> Any:
     if isinstance(items, list):
-        return [item.model_dump(mode="json", exclude_none=True) for item in items]
-    return items.model_dump(mode="json", exclude_none=True)
+        return [_dump(item) for item in items]
+    if isinstance(items, BaseModel):
+        return items.model_dump(mode="json", exclude_none=True)
+    return items
 
 
 def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
     """Add the resources; grid lookups are cached briefly."""
 
-    async def cached(key: str, fetch: Any) -> Any:
+    async def cached(key: str, fetch: Callable[[GridBackend], Awaitable[Any]]) -> Any:
         state = holder.get()
         try:
-            return _dump(await state.cache.get(key, fetch))
+            backend = await state.grid()
+            return _dump(await state.cache.get(key, lambda: fetch(backend)))
         except GridError as exc:
             raise ResourceError(exc.describe()) from None
 
     @mcp.resource("aipg://news", title="Grid news", mime_type="application/json")
     async def news() -> Any:
-        """Announcements from the grid's operators, newest first."""
-        return await cached("news", lambda: holder.get().backend.news())
+        """Announcements from the grid's operators, newest first.
+
+        On AI Power Grid's /v1 API, which has no news, these are its current incidents and
+        advisories.
+        """
+        return await cached("news", lambda backend: backend.news())
 
     @mcp.resource("aipg://performance", title="Grid performance", mime_type="application/json")
     async def performance() -> Any:
         """Queue sizes, worker counts and throughput of the grid right now."""
-        return await cached("performance", lambda: holder.get().backend.performance())
+        return await cached("performance", lambda backend: backend.performance())
 
     @mcp.resource("aipg://modes", title="Grid modes", mime_type="application/json")
     async def modes() -> Any:
         """Whether the grid is in maintenance or invite-only mode."""
-        return await cached("modes", lambda: holder.get().backend.modes())
+        return await cached("modes", lambda backend: backend.modes())
 
     @mcp.resource("aipg://models/{type}", title="Models", mime_type="application/json")
     async def models(type: str) -> Any:
@@ -63,7 +73,7 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
             kind = ModelType(type)
         except ValueError:
             raise ResourceNotFoundError(f"no model type {type!r}; use text or image") from None
-        return await cached(f"models:{kind.value}", lambda: holder.get().backend.models(kind))
+        return await cached(f"models:{kind.value}", lambda backend: backend.models(kind))
 
     @mcp.resource("aipg://jobs", title="Recent jobs", mime_type="application/json")
     async def recent_jobs() -> Any:

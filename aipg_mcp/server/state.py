@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import anyio
 
 from aipg_mcp.grid.base import GridBackend
+from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.ledger import Ledger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.settings import Settings
@@ -52,10 +53,19 @@ class AppState:
     """Shared by every tool call and resource read of one server process."""
 
     settings: Settings
-    backend: GridBackend
+    selector: BackendSelector
     ledger: Ledger
     media: MediaStore
     cache: LookupCache = field(default_factory=LookupCache)
+    job_locks: dict[str, anyio.Lock] = field(default_factory=dict)
+
+    async def grid(self) -> GridBackend:
+        """The backend for the configured grid (probed on first use when ``AIPG_API=auto``)."""
+        return await self.selector.get()
+
+    def job_lock(self, job_id: str) -> anyio.Lock:
+        """Serialises saving one job's results between a waiting call and a background task."""
+        return self.job_locks.setdefault(job_id, anyio.Lock())
 
     @property
     def identity(self) -> str:

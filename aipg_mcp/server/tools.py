@@ -96,10 +96,11 @@ class ModelList(BaseModel):
 
 class Account(BaseModel):
     grid: str
-    api: str
+    api: str = Field(description="The grid's API generation: v2 (Horde) or v1 (AI Power Grid).")
     anonymous: bool
     username: str
-    kudos: float
+    balance: float | None = Field(None, description="What the key may spend, in balance_unit.")
+    balance_unit: str = Field(description="kudos (Horde grids) or usd (AI Power Grid /v1).")
     concurrency: int | None = Field(None, description="How many requests may wait at once.")
     trusted: bool = False
     message: str
@@ -172,13 +173,8 @@ def _wait(state: AppState, wait_seconds: float | None) -> float:
     return state.settings.wait_seconds if wait_seconds is None else wait_seconds
 
 
-def _anonymous_note(state: AppState) -> str:
-    if not state.backend.anonymous:
-        return ""
-    return (
-        " Running anonymously (no AIPG_API_KEY): lowest queue priority; text over 512 tokens and "
-        "images over 1024x1024 or 50 steps need kudos upfront."
-    )
+async def _runner(state: AppState) -> JobRunner:
+    return JobRunner(state, await _grid_call(state.grid()))
 
 
 def register_tools(mcp: MCPServer[AppState]) -> None:
@@ -239,7 +235,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         )
         budget = _wait(state, wait_seconds)
         delivery = await _grid_call(
-            JobRunner(state).submit(
+            (await _runner(state)).submit(
                 JobKind.TEXT,
                 request,
                 new_job=new_job,
@@ -333,7 +329,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         )
         budget = _wait(state, wait_seconds)
         delivery = await _grid_call(
-            JobRunner(state).submit(
+            (await _runner(state)).submit(
                 JobKind.IMAGE,
                 request,
                 new_job=new_job,
@@ -375,7 +371,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         )
         budget = _wait(state, wait_seconds)
         delivery = await _grid_call(
-            JobRunner(state).submit(
+            (await _runner(state)).submit(
                 JobKind.CAPTION,
                 request,
                 new_job=new_job,
@@ -406,7 +402,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         that wait does not cancel the job.
         """
         state = _state(ctx)
-        runner = JobRunner(state)
+        runner = await _runner(state)
         record = await _grid_call(runner.find(job_id, JobKind(kind) if kind else None))
         delivery = await _grid_call(
             runner.follow(
@@ -433,7 +429,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         """
         state = _state(ctx)
         delivery = await _grid_call(
-            JobRunner(state).cancel(job_id, JobKind(kind) if kind else None, inline=inline_previews)
+            (await _runner(state)).cancel(
+                job_id, JobKind(kind) if kind else None, inline=inline_previews
+            )
         )
         return _result(delivery)
 
@@ -456,8 +454,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         """
         state = _state(ctx)
         kind = ModelType(type)
+        backend = await _grid_call(state.grid())
         models = await _grid_call(
-            state.cache.get(f"models:{kind.value}", lambda: state.backend.models(kind))
+            state.cache.get(f"models:{kind.value}", lambda: backend.models(kind))
         )
         needle = (name or "").lower()
         chosen = [
@@ -466,7 +465,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         chosen.sort(key=lambda m: (m.count <= 0, m.eta, m.queued, -m.count))
         return ModelList(
             type=type,
-            grid=state.backend.base_url,
+            grid=backend.base_url,
             models=[
                 ModelInfo(
                     name=m.name,
@@ -485,23 +484,31 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
 
     @mcp.tool(title="Account", annotations=LOOKUP)
     async def get_account(ctx: AppContext) -> Account:
-        """Who the configured API key belongs to, its kudos and how many jobs it may queue."""
+        """Who the configured API key belongs to, its balance, and which grid API is in use."""
         state = _state(ctx)
-        user = await _grid_call(state.backend.account())
-        anonymous = state.backend.anonymous
-        message = (
-            "Anonymous: no AIPG_API_KEY is set, so the shared key 0000000000 is used."
-            + _anonymous_note(state)
-            + " Register for a key to get priority."
-            if anonymous
-            else f"Key belongs to {user.username}."
-        )
+        backend = await _grid_call(state.grid())
+        anonymous = backend.anonymous
+        if anonymous and not backend.capabilities.anonymous:
+            raise ToolError(
+                "No API key is set, and this grid has no anonymous access: create a key at "
+                "https://dashboard.aipowergrid.io and set AIPG_API_KEY."
+            )
+        user = await _grid_call(backend.account())
+        if anonymous:
+            message = (
+                "Anonymous: no AIPG_API_KEY is set, so the shared key 0000000000 is used. Jobs "
+                "get the lowest queue priority; text over 512 tokens and images over 1024x1024 "
+                "or 50 steps need kudos upfront. Register for a key to get priority."
+            )
+        else:
+            message = f"Key belongs to {user.username}."
         return Account(
-            grid=state.backend.base_url,
-            api=state.backend.capabilities.api,
+            grid=backend.base_url,
+            api=backend.capabilities.api,
             anonymous=anonymous,
             username=user.username,
-            kudos=user.kudos,
+            balance=user.balance,
+            balance_unit=user.balance_unit,
             concurrency=user.concurrency,
             trusted=user.trusted,
             message=message,

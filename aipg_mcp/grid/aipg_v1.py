@@ -1,0 +1,638 @@
+"""The AI Power Grid ``/v1`` backend: an OpenAI-shaped API whose media calls block until done.
+
+``/v1`` has no job ids up front, no status and no cancel. So this backend is the job manager:
+a submit starts the grid request in a background task owned by the server (not by the tool
+call) and returns a local job id at once; :meth:`poll` reads the local state, fed by
+``/v1/progress/{token}`` for images and by the token stream for text. When the answer arrives
+the result is kept here and handed to the server's listener, which saves it. Cancelling stops
+the local request only: the grid may still finish and bill the job, and every result says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from aipg_mcp.grid.base import (
+    AccountInfo,
+    Capabilities,
+    Estimate,
+    ImageOutput,
+    JobKind,
+    JobListener,
+    JobProgress,
+    JobResult,
+    JobState,
+    PollPolicy,
+    Submission,
+    TextOutput,
+)
+from aipg_mcp.grid.errors import (
+    DownloadFailed,
+    GenerationTimeout,
+    GridError,
+    InvalidAPIKey,
+    JobInterrupted,
+    NotFound,
+    Unsupported,
+    ValidationFailed,
+    WorkerFailed,
+    v1_error_from_response,
+)
+from aipg_mcp.grid.horde_v2 import USER_AGENT
+from aipg_mcp.grid.models import (
+    ActiveModel,
+    ImageRequest,
+    InterrogationRequest,
+    ModelType,
+    Newspiece,
+    TextRequest,
+)
+from aipg_mcp.grid.transport import GridTransport, RetryPolicy, Timeouts
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+log = logging.getLogger("aipg_mcp.grid")
+
+DEFAULT_ROOT_URL = "https://api.aipowergrid.io"
+DEFAULT_IMAGE_MODEL = "FLUX.2 [klein]"
+# The grid answers 504 after 300 s without progress; wait a little longer than that.
+BLOCKING_READ_SECONDS = 330.0
+PROGRESS_POLL_SECONDS = 1.0
+MAX_SEED = 2**53 - 1
+NO_CANCEL_NOTE = (
+    "AI Power Grid's /v1 API has no cancel: the request was stopped here, but the grid may "
+    "still finish the job and bill it."
+)
+
+
+@dataclass
+class _Job:
+    """A grid request this process is running, and what it has learnt of it."""
+
+    id: str
+    kind: JobKind
+    max_tokens: int | None = None
+    state: JobState = JobState.QUEUED
+    percent: float | None = None
+    tokens: int = 0
+    result: JobResult | None = None
+    scope: anyio.CancelScope | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+    def progress(self) -> JobProgress:
+        running = self.state in (JobState.QUEUED, JobState.PROCESSING)
+        return JobProgress(
+            job_id=self.id,
+            kind=self.kind,
+            state=self.state,
+            processing=1 if self.state is JobState.PROCESSING else 0,
+            waiting=1 if self.state is JobState.QUEUED else 0,
+            finished=1 if self.state is JobState.DONE else 0,
+            percent=self.percent,
+            tokens=self.tokens if self.kind is JobKind.TEXT and (self.tokens or running) else None,
+        )
+
+
+class AipgV1Backend:
+    """Talks to ``<root_url>/v1/...`` (``https://api.aipowergrid.io``)."""
+
+    def __init__(
+        self,
+        root_url: str = DEFAULT_ROOT_URL,
+        api_key: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        max_image_bytes: int = 50 * 1024 * 1024,
+        download_timeout: float = 60.0,
+        blocking_read_seconds: float = BLOCKING_READ_SECONDS,
+        progress_poll_seconds: float = PROGRESS_POLL_SECONDS,
+    ) -> None:
+        self._root = root_url.rstrip("/")
+        self._key = api_key
+        self.transport = GridTransport(
+            api_key=api_key or "",
+            user_agent=USER_AGENT,
+            retry=retry,
+            timeouts=timeouts,
+            errors=v1_error_from_response,
+        )
+        self.max_image_bytes = max_image_bytes
+        self.download_timeout = download_timeout
+        self.blocking_read_seconds = blocking_read_seconds
+        self.progress_poll_seconds = progress_poll_seconds
+        self._jobs: dict[str, _Job] = {}
+        self._tasks: TaskGroup | None = None
+        self._listener: JobListener | None = None
+        self._params: dict[str, dict[str, Any] | None] = {}
+
+    def __repr__(self) -> str:
+        return f"AipgV1Backend(root_url={self._root!r}, anonymous={self.anonymous})"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            api="v1",
+            cancel=False,
+            news=False,
+            queue_position=False,
+            anonymous=False,
+            captions=False,
+            lookup_unknown_jobs=False,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self._root
+
+    @property
+    def anonymous(self) -> bool:
+        return not self._key
+
+    def poll_policy(self, kind: JobKind) -> PollPolicy:
+        # Polls read local state; only the background task talks to the grid.
+        return PollPolicy(min_interval=0.25, max_interval=2.0)
+
+    def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
+        self._tasks = tasks
+        self._listener = on_finished
+
+    def _url(self, path: str) -> str:
+        return f"{self._root}/v1/{path}"
+
+    # ------------------------------------------------------------------------- submits
+
+    def _start(self, job: _Job, runner: Any, body: dict[str, Any]) -> Submission:
+        if self._tasks is None:
+            raise RuntimeError("AipgV1Backend.attach() must be called before submitting")
+        if not self._key:
+            raise InvalidAPIKey(
+                "no API key is set",
+                hint="AI Power Grid's /v1 API has no anonymous access: create a key at "
+                "https://dashboard.aipowergrid.io and set AIPG_API_KEY.",
+            )
+        self._jobs[job.id] = job
+        self._tasks.start_soon(self._run, job, runner, body)
+        return Submission(job_id=job.id, kind=job.kind)
+
+    async def submit_text(self, request: TextRequest) -> Submission:
+        body = _chat_body(request)
+        job = _Job(id=str(uuid.uuid4()), kind=JobKind.TEXT, max_tokens=body["max_tokens"])
+        return self._start(job, self._run_text, body)
+
+    async def submit_image(self, request: ImageRequest) -> Submission:
+        body = _image_body(request)
+        await self._check_model_params(body)
+        job = _Job(id=str(uuid.uuid4()), kind=JobKind.IMAGE)
+        return self._start(job, self._run_image, body)
+
+    async def submit_caption(self, request: InterrogationRequest) -> Submission:
+        raise Unsupported(
+            "captioning (interrogation) is not available on AI Power Grid's /v1 API",
+            hint="Use a grid that serves the Horde v2 API (AIPG_API=v2 with AIPG_BASE_URL set "
+            "to it) to caption images.",
+        )
+
+    async def estimate(self, request: TextRequest | ImageRequest) -> Estimate:
+        if isinstance(request, TextRequest):
+            body: dict[str, Any] = {
+                "model": request.models[0] if request.models else "auto",
+                "modality": "text",
+                "prompt_tokens": max(1, len(request.prompt) // 4),
+                "max_tokens": request.params.max_length,
+            }
+        else:
+            image = _image_body(request)
+            body = {
+                "model": image.get("model", DEFAULT_IMAGE_MODEL),
+                "modality": "image",
+                "n": image["n"],
+            }
+        _, payload = await self.transport.submit(self._url("account/credits/quote"), body)
+        estimate = payload.get("estimate", {}) if isinstance(payload, dict) else {}
+        cost = estimate.get("cost_usd")
+        return Estimate(
+            cost=float(cost) if isinstance(cost, int | float) else None,
+            unit="usd",
+            affordable=estimate.get("balance_sufficient"),
+            details=estimate,
+        )
+
+    async def _check_model_params(self, body: dict[str, Any]) -> None:
+        """Check knobs against the model's published ranges before spending a request."""
+        model = body.get("model")
+        if not model:
+            return
+        if model not in self._params:
+            try:
+                payload = await self.transport.get(self._url(f"models/{_quote(model)}/params"))
+            except GridError:
+                payload = None
+            self._params[model] = payload if isinstance(payload, dict) else None
+        spec = (self._params[model] or {}).get("params")
+        if not isinstance(spec, dict):
+            return
+        problems: dict[str, str] = {}
+        for name, value in body.items():
+            rule = spec.get(name)
+            if not isinstance(rule, dict) or not isinstance(value, int | float):
+                continue
+            low, high = rule.get("minimum"), rule.get("maximum")
+            if (isinstance(low, int | float) and value < low) or (
+                isinstance(high, int | float) and value > high
+            ):
+                problems[_FIELD_NAMES.get(name, name)] = (
+                    f"{model} accepts {low}..{high}, got {value}"
+                )
+        if problems:
+            raise ValidationFailed(f"parameters out of range for {model}", fields=problems)
+
+    # ------------------------------------------------------------------- background
+
+    async def _run(self, job: _Job, runner: Any, body: dict[str, Any]) -> None:
+        """Run one grid request to its end, whoever is waiting, and report the result."""
+        with anyio.CancelScope() as scope:
+            job.scope = scope
+            try:
+                job.result = await runner(job, body)
+                job.state = job.result.progress.state
+            except GridError as exc:
+                job.state = JobState.FAULTED
+                job.result = JobResult(progress=job.progress(), error=exc.describe())
+                log.info("%s job %s failed: %s", job.kind, job.id, exc)
+            except Exception:
+                # A background task must never take the server down with it.
+                log.exception("%s job %s crashed", job.kind, job.id)
+                job.state = JobState.FAULTED
+                job.result = JobResult(
+                    progress=job.progress(), error="aipg-mcp failed while running this job."
+                )
+        if scope.cancelled_caught or job.result is None:
+            job.state = JobState.CANCELLED
+            job.result = JobResult(progress=job.progress(), error=NO_CANCEL_NOTE)
+        job.result.progress = job.progress()
+        job.done.set()
+        if self._listener is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._listener(job.result)
+                except Exception:
+                    log.exception("saving the result of %s job %s failed", job.kind, job.id)
+
+    async def _run_image(self, job: _Job, body: dict[str, Any]) -> JobResult:
+        token = body["progress_token"]
+        payload: Any = None
+        async with anyio.create_task_group() as watchers:
+            watchers.start_soon(self._watch_progress, job, token)
+            try:
+                _, payload = await self.transport.submit(
+                    self._url("images/generations"), body, read_timeout=self.blocking_read_seconds
+                )
+            finally:
+                watchers.cancel_scope.cancel()
+        return _image_result(job, payload)
+
+    async def _watch_progress(self, job: _Job, token: str) -> None:
+        while True:
+            try:
+                answer = await self.transport.get(self._url(f"progress/{token}"))
+            except GridError:
+                answer = None
+            value = answer.get("progress") if isinstance(answer, dict) else None
+            if isinstance(value, int | float):
+                job.percent = float(value)
+                job.state = JobState.PROCESSING
+            await anyio.sleep(self.progress_poll_seconds)
+
+    async def _run_text(self, job: _Job, body: dict[str, Any]) -> JobResult:
+        parts: list[str] = []
+        final: dict[str, Any] = {}
+        async with self.transport.stream_post(
+            self._url("chat/completions"), body, read_timeout=self.blocking_read_seconds
+        ) as lines:
+            async for line in lines:
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    continue
+                if isinstance(event.get("error"), dict):
+                    raise WorkerFailed(
+                        str(
+                            event["error"].get("message") or "the grid reported an error mid-stream"
+                        )
+                    )
+                for choice in event.get("choices") or []:
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        parts.append(content)
+                        job.tokens += 1
+                        job.state = JobState.PROCESSING
+                        if job.max_tokens:
+                            job.percent = min(100.0, 100.0 * job.tokens / job.max_tokens)
+                if event.get("grid") or event.get("usage"):
+                    final = event
+                if event.get("model"):
+                    final.setdefault("model", event["model"])
+        if not parts:
+            raise GenerationTimeout(
+                "the grid returned an empty completion: no worker answered in time",
+            )
+        grid = final.get("grid") or {}
+        text = TextOutput(
+            text="".join(parts),
+            seed=grid.get("seed") if isinstance(grid.get("seed"), int) else None,
+            model=final.get("model"),
+            worker_name=grid.get("worker"),
+        )
+        job.state = JobState.DONE
+        return JobResult(progress=job.progress(), texts=[text])
+
+    # -------------------------------------------------------------------- job status
+
+    def _job(self, job_id: str) -> _Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobInterrupted(
+                f"job {job_id} is not running in this server process",
+                hint="The /v1 API cannot look jobs up, and this server restarted (or never ran "
+                "it) while the request was in flight, so its answer was lost here. The grid may "
+                "still have completed and billed it: GET /v1/jobs/recent on the grid lists "
+                "recently completed job ids. Submit again if you need the result.",
+            )
+        return job
+
+    async def poll(self, kind: JobKind, job_id: str) -> JobResult:
+        job = self._job(job_id)
+        if job.result is not None and job.state.final:
+            return job.result
+        return JobResult(progress=job.progress(), complete=False)
+
+    async def result(self, kind: JobKind, job_id: str) -> JobResult:
+        return await self.poll(kind, job_id)
+
+    async def cancel(self, kind: JobKind, job_id: str) -> JobResult:
+        job = self._job(job_id)
+        if not job.state.final and job.scope is not None:
+            job.scope.cancel()
+            with anyio.move_on_after(5):
+                await job.done.wait()
+        return job.result or JobResult(progress=job.progress(), error=NO_CANCEL_NOTE)
+
+    async def image_bytes(self, image: ImageOutput) -> bytes:
+        if image.base64:
+            import base64
+            import binascii
+
+            try:
+                data = base64.b64decode(image.base64, validate=True)
+            except (binascii.Error, ValueError):
+                raise DownloadFailed(f"image {image.id} came back with corrupt base64") from None
+            if len(data) > self.max_image_bytes:
+                raise DownloadFailed(f"the image exceeds the {self.max_image_bytes}-byte cap")
+            return data
+        if not image.url:
+            raise DownloadFailed(f"image {image.id} has neither a URL nor image data")
+        data, _ = await self.transport.download(
+            image.url, max_bytes=self.max_image_bytes, seconds=self.download_timeout
+        )
+        return data
+
+    # ------------------------------------------------------------------------ lookups
+
+    async def models(
+        self, kind: ModelType, *, min_count: int | None = None, name: str | None = None
+    ) -> list[ActiveModel]:
+        payload = await self.transport.get(self._url("status/models"))
+        models = []
+        for item in payload if isinstance(payload, list) else []:
+            if not isinstance(item, dict) or item.get("type") != kind.value:
+                continue
+            count = int(item.get("count") or 0)
+            if min_count is not None and count < min_count:
+                continue
+            if name and str(item.get("name")) != name:
+                continue
+            models.append(
+                ActiveModel(
+                    name=str(item.get("name", "")),
+                    count=count,
+                    performance=float(item.get("tokens_per_s") or 0.0),
+                    eta=round(float(item.get("avg_latency_s") or 0.0)),
+                    type=kind.value,
+                )
+            )
+        return models
+
+    async def account(self) -> AccountInfo:
+        if not self._key:
+            raise InvalidAPIKey(
+                "no API key is set",
+                hint="AI Power Grid's /v1 API has no anonymous access: create a key at "
+                "https://dashboard.aipowergrid.io and set AIPG_API_KEY.",
+            )
+        account = await self.transport.get(self._url("account"), with_key=True)
+        credits = await self.transport.get(self._url("account/credits"), with_key=True)
+        account = account if isinstance(account, dict) else {}
+        credits = credits if isinstance(credits, dict) else {}
+        balance = credits.get("total_spendable_usd")
+        return AccountInfo(
+            username=str(account.get("username") or account.get("account_id") or "unknown"),
+            account_id=str(account.get("account_id")) if account.get("account_id") else None,
+            balance=float(balance) if isinstance(balance, int | float) else None,
+            balance_unit="usd",
+            details={"credits": credits, "wallet": account.get("wallet")},
+        )
+
+    async def _network(self) -> dict[str, Any]:
+        try:
+            payload = await self.transport.get(self._url("status/network"))
+        except NotFound:
+            return {}
+        return payload if isinstance(payload, dict) else {}
+
+    async def news(self) -> list[Newspiece]:
+        network = await self._network()
+        date = str(network.get("generated_at") or "")[:10]
+        pieces = []
+        for kind in ("incidents", "advisories"):
+            for item in network.get(kind) or []:
+                if isinstance(item, dict):
+                    pieces.append(
+                        Newspiece(
+                            date_published=date,
+                            title=str(item.get("code") or kind[:-1]),
+                            newspiece=str(item.get("summary") or ""),
+                            importance=str(item.get("severity") or "information"),
+                            tags=[kind],
+                        )
+                    )
+        return pieces
+
+    async def performance(self) -> dict[str, Any]:
+        network = await self._network()
+        try:
+            totals = await self.transport.get(self._url("stats/totals"))
+        except GridError:
+            totals = None
+        return {
+            "status": network.get("status"),
+            "capacity": network.get("capacity"),
+            "totals": totals,
+            "note": "AI Power Grid's /v1 API reports workers and completed work, but no queue "
+            "depth or wait estimates.",
+        }
+
+    async def modes(self) -> dict[str, Any]:
+        network = await self._network()
+        charging = network.get("charging") or {}
+        return {
+            "status": network.get("status", "unknown"),
+            "charging_mode": charging.get("mode") if isinstance(charging, dict) else None,
+            "note": "AI Power Grid's /v1 API has no maintenance or invite-only modes; this is its "
+            "network status.",
+        }
+
+    async def health(self) -> dict[str, Any]:
+        payload = await self.transport.get(f"{self._root}/health")
+        return payload if isinstance(payload, dict) else {}
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+_FIELD_NAMES = {"size": "width/height", "cfg_scale": "cfg_scale", "steps": "steps", "n": "n"}
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def _chat_body(request: TextRequest) -> dict[str, Any]:
+    params = request.params
+    if params.n != 1:
+        raise ValidationFailed(
+            "AI Power Grid's /v1 API returns one completion per call",
+            fields={"n": "must be 1 on this grid; call again for more completions"},
+        )
+    body: dict[str, Any] = {
+        "model": request.models[0] if request.models else "auto",
+        "messages": [{"role": "user", "content": request.prompt}],
+        # Always cap the output: the grid's default is 32768 tokens, reserved up front.
+        "max_tokens": params.max_length,
+        "stream": True,
+    }
+    for name, value in (
+        ("temperature", params.temperature),
+        ("top_p", params.top_p),
+        ("top_k", params.top_k),
+        ("repetition_penalty", params.rep_pen),
+    ):
+        if value is not None:
+            body[name] = value
+    if params.temperature is not None and params.temperature > 2:
+        raise ValidationFailed(
+            "temperature too high", fields={"temperature": "at most 2 on this grid"}
+        )
+    if params.stop_sequence:
+        body["stop"] = params.stop_sequence
+    return body
+
+
+def _image_body(request: ImageRequest) -> dict[str, Any]:
+    params = request.params
+    problems: dict[str, str] = {}
+    for side in ("width", "height"):
+        value = getattr(params, side)
+        if not 256 <= value <= 1536:
+            problems[side] = f"must be between 256 and 1536 on this grid, got {value}"
+    if params.n > 4:
+        problems["n"] = "at most 4 images per call on this grid"
+    if request.source_image and params.n > 1:
+        problems["n"] = "must be 1 with a source image on this grid"
+    if request.source_image and request.source_image.startswith(("http://", "https://")):
+        problems["source_image"] = "this grid does not fetch URLs; pass a local file or base64"
+    if params.post_processing:
+        problems["post_processing"] = "not available on this grid"
+    seed: int | None = None
+    if params.seed is not None:
+        if not params.seed.isdigit() or int(params.seed) > MAX_SEED:
+            problems["seed"] = f"must be a whole number between 0 and {MAX_SEED} on this grid"
+        else:
+            seed = int(params.seed)
+    explicit = params.model_fields_set
+    if "steps" in explicit and not 1 <= params.steps <= 80:
+        problems["steps"] = "must be between 1 and 80 on this grid"
+    if "cfg_scale" in explicit and not 0 <= params.cfg_scale <= 30:
+        problems["cfg_scale"] = "must be between 0 and 30 on this grid"
+    if problems:
+        raise ValidationFailed(
+            "the request does not fit AI Power Grid's /v1 limits", fields=problems
+        )
+
+    prompt, _, negative = request.prompt.partition("###")
+    body: dict[str, Any] = {
+        "prompt": prompt.strip(),
+        "n": params.n,
+        "size": f"{params.width}x{params.height}",
+        "response_format": "url",
+        "output_format": "webp",
+        "progress_token": uuid.uuid4().hex,
+    }
+    if request.models:
+        body["model"] = request.models[0]
+    if negative.strip():
+        body["negative_prompt"] = negative.strip()
+    if seed is not None:
+        body["seed"] = seed
+    # Recipes bake their own steps and guidance; send them only when asked for.
+    if "steps" in explicit:
+        body["steps"] = params.steps
+    if "cfg_scale" in explicit:
+        body["cfg_scale"] = params.cfg_scale
+    if request.source_image:
+        body["image"] = request.source_image
+        if params.denoising_strength is not None:
+            body["strength"] = params.denoising_strength
+    if params.loras:
+        body["loras"] = [lora.wire() for lora in params.loras]
+    return body
+
+
+def _image_result(job: _Job, payload: Any) -> JobResult:
+    if not isinstance(payload, dict):
+        raise WorkerFailed("the grid's answer holds no images")
+    grid = payload.get("grid") or {}
+    grid_job = str(grid.get("job_id") or job.id)
+    images = []
+    for index, item in enumerate(payload.get("data") or []):
+        if not isinstance(item, dict):
+            continue
+        images.append(
+            ImageOutput(
+                id=f"{grid_job}-{index}",
+                seed="" if item.get("seed") is None else str(item["seed"]),
+                model=grid.get("model"),
+                worker_name=grid.get("worker"),
+                url=item.get("url"),
+                base64=item.get("b64_json"),
+            )
+        )
+    if not images:
+        raise WorkerFailed("the grid's answer holds no images")
+    job.state = JobState.DONE
+    job.percent = 100.0
+    return JobResult(progress=job.progress(), images=images, grid_job_id=grid_job)

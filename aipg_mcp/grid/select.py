@@ -1,0 +1,119 @@
+"""Choosing the backend: Horde v2 or AI Power Grid's /v1, by setting or by probing the grid."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from aipg_mcp.grid.aipg_v1 import AipgV1Backend
+from aipg_mcp.grid.base import GridBackend, JobListener
+from aipg_mcp.grid.errors import (
+    APIRetired,
+    GridError,
+    NotFound,
+    RouteNotFound,
+    TransportError,
+    UnexpectedResponse,
+)
+from aipg_mcp.grid.horde_v2 import HordeV2Backend
+
+log = logging.getLogger("aipg_mcp.grid")
+
+ApiChoice = Literal["auto", "v1", "v2"]
+API_CHOICES: tuple[ApiChoice, ...] = ("auto", "v1", "v2")
+
+
+def split_base_url(url: str) -> tuple[str, str]:
+    """The host root (for ``/v1``) and the Horde API base (for ``/v2``) of a configured URL.
+
+    Accepts either form, as users write both: ``https://api.aipowergrid.io`` or
+    ``https://aihorde.net/api`` (a trailing ``/v1`` or ``/v2`` is tolerated too).
+    """
+    url = url.rstrip("/")
+    for suffix in ("/api/v2", "/v1", "/v2"):
+        if url.endswith(suffix):
+            url = url[: -len(suffix)]
+            break
+    if url.endswith("/api"):
+        return url[: -len("/api")], url
+    return url, f"{url}/api"
+
+
+class BackendSelector:
+    """Gives the backend for the configured grid, probing it once per process for ``auto``.
+
+    ``auto``: a v2 heartbeat that answers means v2; a 410 from v2, or a ``/v1`` that answers,
+    means v1. A probe that cannot reach the grid is not remembered, so the next call tries again.
+    """
+
+    def __init__(self, base_url: str, api_key: str | None, api: ApiChoice = "auto") -> None:
+        self.root_url, self.v2_url = split_base_url(base_url)
+        self._key = api_key
+        self.api = api
+        self._chosen: GridBackend | None = None
+        self._lock = anyio.Lock()
+        self._tasks: TaskGroup | None = None
+        self._listener: JobListener | None = None
+
+    def __repr__(self) -> str:
+        return f"BackendSelector(root_url={self.root_url!r}, api={self.api!r})"
+
+    @property
+    def chosen(self) -> GridBackend | None:
+        return self._chosen
+
+    def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
+        self._tasks, self._listener = tasks, on_finished
+        if self._chosen is not None:
+            self._chosen.attach(tasks, on_finished)
+
+    async def get(self) -> GridBackend:
+        if self._chosen is not None:
+            return self._chosen
+        async with self._lock:
+            if self._chosen is None:
+                backend = await self._select()
+                if self._tasks is not None and self._listener is not None:
+                    backend.attach(self._tasks, self._listener)
+                self._chosen = backend
+                log.info("using %r", backend)
+        return self._chosen
+
+    async def _select(self) -> GridBackend:
+        if self.api == "v2":
+            return HordeV2Backend(self.v2_url, self._key)
+        if self.api == "v1":
+            return AipgV1Backend(self.root_url, self._key)
+        horde = HordeV2Backend(self.v2_url, self._key)
+        try:
+            await horde.heartbeat()
+            return horde
+        except APIRetired:
+            await horde.aclose()
+            return AipgV1Backend(self.root_url, self._key)
+        except (RouteNotFound, NotFound, UnexpectedResponse):
+            await horde.aclose()
+        except GridError:
+            await horde.aclose()
+            raise
+        aipg = AipgV1Backend(self.root_url, self._key)
+        try:
+            await aipg.health()
+            return aipg
+        except TransportError:
+            await aipg.aclose()
+            raise
+        except GridError:
+            await aipg.aclose()
+        raise GridError(
+            f"no grid API answers at {self.root_url}",
+            hint="Check AIPG_BASE_URL: it should be a grid's API base such as "
+            "https://api.aipowergrid.io or https://aihorde.net/api.",
+        )
+
+    async def aclose(self) -> None:
+        if self._chosen is not None:
+            await self._chosen.aclose()
