@@ -289,14 +289,19 @@ class AipgV1Backend:
     async def _run_image(self, job: _Job, body: dict[str, Any]) -> JobResult:
         token = body["progress_token"]
         payload: Any = None
+        failure: GridError | None = None
         async with anyio.create_task_group() as watchers:
             watchers.start_soon(self._watch_progress, job, token)
             try:
                 _, payload = await self.transport.submit(
                     self._url("images/generations"), body, read_timeout=self.blocking_read_seconds
                 )
+            except GridError as exc:
+                failure = exc  # raised outside the task group, not wrapped in an exception group
             finally:
                 watchers.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         return _image_result(job, payload)
 
     async def _watch_progress(self, job: _Job, token: str) -> None:

@@ -52,9 +52,10 @@ DEFAULT_BASE_URL = "https://api.aipowergrid.io/api"
 AI_HORDE_BASE_URL = "https://aihorde.net/api"
 USER_AGENT = f"aipg-mcp:{__version__}:{PROJECT_URL}"
 
-# Per-id rate limits of the grid: image status 10/min, text status 60/min, check 10/s.
+# Per-id rate limits of the grid: image status 10/min, text status 60/min, check 10/s. The
+# grid caches check answers for 1 s, so polling it faster only reads stale answers.
 _POLL = {
-    JobKind.IMAGE: PollPolicy(min_interval=0.5),
+    JobKind.IMAGE: PollPolicy(min_interval=1.0),
     JobKind.TEXT: PollPolicy(min_interval=1.0),
     JobKind.CAPTION: PollPolicy(min_interval=1.0),
 }

@@ -88,29 +88,31 @@ class BackendSelector:
         if self.api == "v1":
             return AipgV1Backend(self.root_url, self._key)
         horde = HordeV2Backend(self.v2_url, self._key)
+        retired: APIRetired | None = None
         try:
             await horde.heartbeat()
             return horde
-        except APIRetired:
-            await horde.aclose()
-            return AipgV1Backend(self.root_url, self._key)
+        except APIRetired as exc:
+            retired = exc
         except (RouteNotFound, NotFound, UnexpectedResponse):
-            await horde.aclose()
+            pass
         except GridError:
             await horde.aclose()
             raise
+        await horde.aclose()
         aipg = AipgV1Backend(self.root_url, self._key)
         try:
             await aipg.health()
             return aipg
-        except TransportError:
+        except GridError as exc:
             await aipg.aclose()
-            raise
-        except GridError:
-            await aipg.aclose()
+            if isinstance(exc, TransportError) and retired is None:
+                raise
+        if retired is not None:
+            raise retired
         raise GridError(
             f"no grid API answers at {self.root_url}",
-            hint="Check AIPG_BASE_URL: it should be a grid's API base such as "
+            hint="Check AIPG_BASE_URL: it should be a grid's address such as "
             "https://api.aipowergrid.io or https://aihorde.net/api.",
         )
 

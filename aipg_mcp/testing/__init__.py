@@ -1,9 +1,12 @@
-"""A fake AI Power Grid / AI Horde ``/api/v2`` server for offline tests of agents and clients.
+"""A fake AI Power Grid / AI Horde server for offline tests of agents and clients.
 
-The fake is a real HTTP server on loopback. It answers like the grid does (status codes, ``rc``
-codes, error shapes, rate limits, expiry, ``check`` versus ``status``, presigned result URLs or
-base64 WEBP, cancel answering the pre-cancel counters), while simulated workers process the
-requests on a fake clock that tests can move forward.
+The fake is a real HTTP server on loopback that can speak two APIs: the Horde's ``/api/v2``
+(what AI Horde serves, and AIPG served until July 2026) and AIPG's ``/v1`` (what
+``api.aipowergrid.io`` serves today, answering every ``/api/v2`` call with 410). It answers like
+the real servers do (status codes, ``rc`` codes, error shapes, rate limits, expiry, ``check``
+versus ``status``, presigned result URLs or base64 WEBP, cancel answering the pre-cancel
+counters; on ``/v1`` FastAPI's ``detail`` errors, blocking calls and SSE), while simulated
+workers process the requests on a fake clock that tests can move forward.
 
 Quick start::
 
@@ -16,7 +19,44 @@ Quick start::
         assert grid.count("image_async") == 1         # what reached the grid
 
 From a shell, ``python -m aipg_mcp.testing --port 7001`` prints the base URL and serves until
-Ctrl-C (``--help`` lists the knobs). The anonymous key ``0000000000`` works out of the box.
+Ctrl-C (``--help`` lists the knobs; ``--api v1|v2|both`` picks the APIs). The anonymous key
+``0000000000`` works out of the box on ``/api/v2``.
+
+Which API answers is ``FakeGrid(apis=...)`` (a plain attribute, ``grid.apis``, afterwards):
+
+- ``apis=("v2",)`` (the default): ``/api/v2`` only, as AI Horde; ``/v1/...`` and ``/health`` get
+  the HTML 404 of any unknown route.
+- ``apis=("v1",)``: AIPG today: ``/v1/...``, ``/health`` and the media host ``/media/...``;
+  every ``/api/v2/...`` and ``/v2/...`` path answers 410 (the same body as ``retired=True``).
+- ``apis=("v1", "v2")``: both, sharing users, workers, jobs and the clock.
+
+``serve_fake_grid`` always yields the ``/api`` base URL; ``grid.root_url``
+(``http://127.0.0.1:<port>``) is the base URL of ``/v1`` clients::
+
+    grid = FakeGrid(apis=("v1",), job_seconds=0.5)
+    grid.add_user("grid_mykey", "alice#1")        # v1 has no anonymous key
+    async with serve_fake_grid(grid):
+        async with httpx.AsyncClient(base_url=grid.root_url) as http:
+            answer = await http.post("/v1/chat/completions", headers={"apikey": "grid_mykey"},
+                                     json={"model": "auto", "messages": [...]})
+
+``/v1`` in brief (:mod:`aipg_mcp.testing.fake_v1` has the details): keys come in ``apikey``,
+``Authorization: Bearer <key>`` or a bare ``Authorization``; ``POST /v1/chat/completions`` answers
+the finished completion, or SSE with ``stream: true`` (one chunk per token as the worker produces
+it); ``POST /v1/images/generations`` blocks until the job is done while ``GET
+/v1/progress/{token}`` reports 0..100; results are unsigned ``/media/image/<job_id>/<i>.<ext>``
+URLs (403 to a ``Python-urllib`` User-Agent). No job id is returned before a call ends, so
+tests find a blocked call's job with :meth:`FakeGrid.v1_jobs` and steer it with
+:meth:`FakeGrid.finish` / :meth:`FakeGrid.fault` like any other. A client that disconnects does
+not stop its job: it finishes, is metered and shows in ``/v1/jobs/recent``. Discovery and account
+routes: ``/health``, ``/v1/models``, ``/v1/models/{id}/params``, ``/v1/status/models``,
+``/v1/status/network``, ``/v1/stats/totals``, ``/v1/stats/models``, ``/v1/jobs/recent``,
+``/v1/account``, ``/v1/account/credits``, ``POST /v1/account/credits/quote``.
+
+``/v1`` route names (for ``grid.received``, :meth:`FakeGrid.count` and :meth:`FakeGrid.inject`):
+``v1_chat``, ``v1_images``, ``v1_progress``, ``v1_media``, ``v1_models``, ``v1_model_params``,
+``v1_status_models``, ``v1_status_network``, ``v1_stats_totals``, ``v1_stats_models``,
+``v1_jobs_recent``, ``v1_account``, ``v1_credits``, ``v1_quote``, ``health``.
 
 Knobs (plain attributes, changeable at any time):
 
@@ -30,17 +70,35 @@ Knobs (plain attributes, changeable at any time):
 - ``users`` (by API key) and :meth:`FakeGrid.add_user`; ``text_models`` and ``image_models``
   (lowercase name -> worker count).
 
+``/v1`` knobs:
+
+- ``v1_text_models`` and ``v1_image_models``: exact, case-sensitive name -> worker count (the
+  default image model ``"FLUX.2 [klein]"`` is among them). A model with 0 workers is offline.
+- ``v1_idle_timeout`` (300 fake seconds): a chat without a token for that long answers an empty
+  completion (or ends its stream); an image not picked up for that long answers 504.
+- ``free_daily_limit`` (200 requests per user per fake UTC day; None: off) and
+  ``free_daily_micro`` (the display-only free credit of ``/v1/account/credits``).
+- ``v1_limits`` (route name -> (count, window seconds) per key: chat 30, images 10, quote 120 per
+  minute; answered with the limiter's 429 without ``Retry-After``; ``rate_limits`` turns all
+  limits off), ``v1_media_concurrency`` (4) and ``v1_text_concurrency`` (24) calls in flight per
+  account.
+- ``v1_prices`` (model -> ``{"image": micro}`` or ``{"input_token", "output_token"}`` or
+  ``{"second"}`` or ``{"mesh"}``; defaults: 3000 per image for every image model, 0.1/0.4 per
+  token for text models), ``v1_incidents`` and ``v1_advisories`` (lists of dicts shown by
+  ``/v1/status/network``); a user's ``balance_micro`` (purchased credit; exempts from the quota).
+
 Steering single requests: put ``[fake:fault]``, ``[fake:never]``, ``[fake:censor]`` or
-``[fake:seconds=N]`` in a prompt (for interrogations, in the ``source_image`` URL). Or use
-``grid.jobs`` with :meth:`FakeGrid.finish`, :meth:`FakeGrid.fault` and :meth:`FakeGrid.expire`.
+``[fake:seconds=N]`` in a prompt (for interrogations, in the ``source_image`` URL; for ``/v1``
+chat, in the last user message). Or use ``grid.jobs`` (and :meth:`FakeGrid.v1_jobs`) with
+:meth:`FakeGrid.finish`, :meth:`FakeGrid.fault` and :meth:`FakeGrid.expire`.
 
 Breaking the network: :meth:`FakeGrid.inject` makes the next requests to a route slow, fail with
 a status, answer HTML, drop the connection mid-body or answer truncated JSON;
 :meth:`FakeGrid.clear_faults` ends that. Every request is recorded in ``grid.received``.
 
-The grid's rate limits apply (per client IP and path, on the fake clock): submits 2 per second,
-image ``status`` 10 per minute, ``check`` 10 per second, text ``status`` 60 per minute. A test
-that submits several requests at once should ``grid.advance(1)`` between them, raise
+The ``/api/v2`` rate limits apply (per client IP and path, on the fake clock): submits 2 per
+second, image ``status`` 10 per minute, ``check`` 10 per second, text ``status`` 60 per minute.
+A test that submits several requests at once should ``grid.advance(1)`` between them, raise
 ``grid.limits[...]`` or set ``grid.rate_limits = False``.
 
 Two quirks of the real grid are kept on purpose: ``queue_position`` is 0 during the first
@@ -50,11 +108,21 @@ Set either to 0 to turn it off.
 """
 
 from aipg_mcp.testing.fake_gateway import Fault
-from aipg_mcp.testing.fake_state import ANONYMOUS_KEY, FakeGeneration, FakeJob, FakeUser, Received
+from aipg_mcp.testing.fake_state import (
+    ANONYMOUS_KEY,
+    ApiName,
+    FakeGeneration,
+    FakeJob,
+    FakeUser,
+    Received,
+)
+from aipg_mcp.testing.fake_v1 import V1_ROUTE_NAMES
 from aipg_mcp.testing.fakegrid import FakeGrid, serve_fake_grid
 
 __all__ = [
     "ANONYMOUS_KEY",
+    "V1_ROUTE_NAMES",
+    "ApiName",
     "FakeGeneration",
     "FakeGrid",
     "FakeJob",

@@ -1,6 +1,8 @@
-"""Run the fake grid standalone: ``python -m aipg_mcp.testing --port 7001``.
+"""Run the fake grid standalone: ``python -m aipg_mcp.testing --port 7001 [--api v1|v2|both]``.
 
-Prints the base URL (``http://127.0.0.1:7001/api``) and serves until Ctrl-C.
+Prints the base URL of each API served, one per line (``/api/v2`` clients use
+``http://127.0.0.1:7001/api``, ``/v1`` clients ``http://127.0.0.1:7001``), and serves until
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,14 +17,22 @@ from uvicorn.config import LOGGING_CONFIG
 
 from aipg_mcp.testing.fakegrid import FakeGrid, base_url_for, bind_socket, make_config
 
+_APIS: dict[str, tuple[str, ...]] = {"v1": ("v1",), "v2": ("v2",), "both": ("v1", "v2")}
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aipg_mcp.testing",
-        description="Serve a fake AI Power Grid /api/v2 on loopback for offline testing.",
+        description="Serve a fake AI Power Grid (/v1 and/or /api/v2) on loopback for offline testing.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=7001, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--api",
+        choices=sorted(_APIS),
+        default="v2",
+        help="which API to serve: v2 (AI Horde), v1 (AIPG today; /api/v2 answers 410) or both",
+    )
     parser.add_argument("--job-seconds", type=float, default=5.0, help="worker time per request")
     parser.add_argument("--pickup-seconds", type=float, default=1.0, help="delay until pickup")
     parser.add_argument("--worker-threads", type=int, default=100, help="requests run at once")
@@ -31,11 +41,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--maintenance", action="store_true", help="refuse new requests")
     parser.add_argument("--no-rate-limits", action="store_true", help="disable rate limits")
     parser.add_argument(
+        "--free-daily-limit",
+        type=int,
+        default=200,
+        metavar="N",
+        help="/v1 requests per user per UTC day (0: no quota)",
+    )
+    parser.add_argument(
         "--user",
         action="append",
         default=[],
         metavar="KEY=NAME#ID[:KUDOS]",
-        help="add a registered user (repeatable), e.g. secret=alice#1:1000",
+        help="add a registered user (repeatable; /v1 needs one), e.g. secret=alice#1:1000",
     )
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
     return parser
@@ -56,15 +73,20 @@ def serve_forever(
     grid: FakeGrid | None = None,
     log_level: str = "info",
 ) -> int:
-    """Print the base URL and serve a fake grid until Ctrl-C; returns the exit code.
+    """Print the base URLs and serve a fake grid until Ctrl-C; returns the exit code.
 
     Pass ``grid`` to serve a configured one; otherwise a default grid with the given timings.
+    The ``/api`` base URL is printed when ``/api/v2`` is served, then the root URL when ``/v1``
+    is.
     """
     if grid is None:
         grid = FakeGrid(job_seconds=job_seconds, pickup_seconds=pickup_seconds)
     sock = bind_socket(host, port)
     grid.base_url = base_url_for(host, sock)
-    print(grid.base_url, flush=True)
+    if "v2" in grid.apis:
+        print(grid.base_url, flush=True)
+    if "v1" in grid.apis:
+        print(grid.root_url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         config = make_config(grid, log_level=log_level, log_config=LOGGING_CONFIG)
         uvicorn.Server(config).run(sockets=[sock])
@@ -82,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         retired=args.retired,
         maintenance=args.maintenance,
         rate_limits=not args.no_rate_limits,
+        apis=_APIS[args.api],
+        free_daily_limit=args.free_daily_limit or None,
     )
     for spec in args.user:
         _add_user(grid, spec)

@@ -3,10 +3,14 @@
 :class:`Gateway` is a pure ASGI middleware. For every HTTP request it
 
 1. records it in ``grid.received`` (route name, method, path, lowercased headers, JSON body);
-2. answers 410 for ``/api/v2`` when ``grid.retired`` is set (like AIPG's nginx since July 2026);
-3. applies the first injected :class:`Fault` for the route (delay, status, HTML, drop, malformed);
-4. enforces the grid's fixed-window rate limits per (client IP, method, path);
-5. adds the grid's CORS and ``Horde-Node`` headers to ``/api`` answers.
+2. answers 410 for ``/api/v2`` when ``grid.retired`` is set (like AIPG's nginx since July 2026),
+   and for ``/api/v2`` and ``/v2`` when the grid does not serve ``"v2"`` (``grid.apis``);
+3. answers the HTML 404 of an unknown route for ``/v1``, ``/health`` and ``/media`` when the grid
+   does not serve ``"v1"`` (such requests are recorded with route ``""``);
+4. applies the first injected :class:`Fault` for the route (delay, status, HTML, drop, malformed);
+5. enforces the grid's ``/api/v2`` fixed-window rate limits per (client IP, method, path) (the
+   ``/v1`` limits are per key and counted by the ``/v1`` routes themselves);
+6. adds the grid's CORS and ``Horde-Node`` headers to ``/api`` answers.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aipg_mcp.testing.fake_http import html_page, json_response
+from aipg_mcp.testing.fake_http import html_page, json_response, not_found_page
 from aipg_mcp.testing.fake_state import Received
 
 if TYPE_CHECKING:
@@ -39,6 +43,22 @@ _CORS_HEADERS = (
     ),
 )
 _UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
+#: The default error body of an injected ``/v1`` status fault of 500 (FastAPI's catch-all).
+V1_INTERNAL_ERROR = "Internal error while processing the request."
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def is_v1_path(path: str) -> bool:
+    """Whether ``path`` belongs to AIPG's ``/v1`` host: ``/v1/...``, ``/health``, ``/media/...``."""
+    return _under(path, "/v1") or path == "/health" or _under(path, "/media")
+
+
+def is_v2_path(path: str) -> bool:
+    """Whether ``path`` is a Horde API path (``/api/v2/...``, or ``/v2/...`` without ``/api``)."""
+    return _under(path, "/api/v2") or _under(path, "/v2")
 
 
 class DroppedConnection(Exception):
@@ -64,6 +84,7 @@ class Fault:
     retry_after: float | None = None
     body: Any = None
     hits: int = 0
+    api: str = "v2"
 
     @property
     def spent(self) -> bool:
@@ -88,7 +109,10 @@ class Fault:
         if isinstance(self.body, bytes | str):
             return Response(self.body, status, headers, media_type="application/json")
         body = self.body
-        if body is None:
+        if body is None and self.api == "v1":
+            phrase = V1_INTERNAL_ERROR if status == 500 else HTTPStatus(status).phrase
+            body = {"detail": phrase}
+        elif body is None:
             phrase = "Internal Server Error" if status >= 500 else HTTPStatus(status).phrase
             body = {"message": phrase}
         return json_response(body, status, headers)
@@ -246,11 +270,17 @@ class Gateway:
         body = await _read_body(receive)
         route = resolve_route(self.grid.app.routes, scope)
         path: str = scope["path"]
+        v1_unserved = is_v1_path(path) and "v1" not in self.grid.apis
+        if v1_unserved:
+            route = ""
         self._record(scope, route, body)
         replay = _replay(body, receive)
-        if self.grid.retired and (path == "/api/v2" or path.startswith("/api/v2/")):
+        if self._gone(path):
             gone = {"status": "gone", "message": RETIRED_MESSAGE}
             await json_response(gone, 410)(scope, replay, send)
+            return
+        if v1_unserved:
+            await not_found_page()(scope, replay, send)
             return
         send = self._decorate(path, send)
         fault = self.grid.faults.take(route) if route else None
@@ -267,6 +297,12 @@ class Gateway:
             await self._spoil(fault, scope, replay, send)
             return
         await self.app(scope, replay, send)
+
+    def _gone(self, path: str) -> bool:
+        """Whether ``path`` gets the 410 of a retired ``/api/v2``."""
+        if self.grid.retired and _under(path, "/api/v2"):
+            return True
+        return "v2" not in self.grid.apis and is_v2_path(path)
 
     def _record(self, scope: Scope, route: str, body: bytes) -> None:
         """Append the request to ``grid.received``."""
@@ -348,4 +384,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-__all__ = ["DroppedConnection", "Fault", "FaultBook", "Gateway", "RateLimiter"]
+__all__ = [
+    "DroppedConnection",
+    "Fault",
+    "FaultBook",
+    "Gateway",
+    "RateLimiter",
+    "is_v1_path",
+    "is_v2_path",
+]

@@ -1,8 +1,10 @@
-"""Fake result storage: deterministic WEBP images behind presigned-style URLs (the grid's R2).
+"""Fake result storage: deterministic images behind presigned-style URLs (the grid's R2).
 
 Images are rendered with Pillow on first use and cached: a gradient, deterministic noise and a
 few translucent shapes, so they compress like real pictures rather than like a flat colour.
-The same seed and size always give the same bytes.
+The same seed, size and format always give the same bytes. ``/api/v2`` results are WEBP behind
+presigned ``/r2/<key>`` URLs; ``/v1`` results are WEBP, PNG or JPEG behind plain, unsigned
+``/media/image/<job_id>/<index>.<ext>`` URLs (AIPG's public media host).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class ImageSpec:
     height: int
     seed: int
     censored: bool = False
+    format: str = "webp"
 
 
 def _render(spec: ImageSpec) -> Image.Image:
@@ -87,12 +90,30 @@ def _render_censored(spec: ImageSpec) -> Image.Image:
     return Image.blend(image, noise.convert("RGB"), 0.05)
 
 
-def render_webp(spec: ImageSpec) -> bytes:
-    """The WEBP bytes for ``spec`` (deterministic)."""
+#: Image format name (a ``/v1`` ``output_format`` or a file extension) -> (Pillow format, MIME).
+IMAGE_FORMATS: dict[str, tuple[str, str]] = {
+    "webp": ("WEBP", "image/webp"),
+    "png": ("PNG", "image/png"),
+    "jpeg": ("JPEG", "image/jpeg"),
+    "jpg": ("JPEG", "image/jpeg"),
+}
+
+
+def render_image(spec: ImageSpec) -> bytes:
+    """The bytes for ``spec`` in ``spec.format`` (deterministic)."""
     image = _render_censored(spec) if spec.censored else _render(spec)
     buffer = io.BytesIO()
-    image.save(buffer, "WEBP", quality=90)
+    pillow_format = IMAGE_FORMATS[spec.format][0]
+    if pillow_format == "PNG":
+        image.save(buffer, pillow_format)
+    else:
+        image.save(buffer, pillow_format, quality=90)
     return buffer.getvalue()
+
+
+def render_webp(spec: ImageSpec) -> bytes:
+    """The WEBP bytes for ``spec`` (deterministic), whatever its ``format``."""
+    return render_image(ImageSpec(spec.width, spec.height, spec.seed, spec.censored))
 
 
 def webp_base64(data: bytes) -> str:
@@ -101,7 +122,7 @@ def webp_base64(data: bytes) -> str:
 
 
 class ObjectStore:
-    """A bucket of lazily rendered WEBP objects with presigned GET URLs.
+    """A bucket of lazily rendered image objects with presigned GET URLs.
 
     URLs look like ``<origin>/r2/<key>?AWSAccessKeyId=...&Expires=<epoch>&Signature=<hmac>``;
     the signature binds key and expiry, so a tampered or expired URL is refused.
@@ -118,6 +139,10 @@ class ObjectStore:
 
     def __contains__(self, key: object) -> bool:
         return key in self._specs
+
+    def spec(self, key: str) -> ImageSpec:
+        """What ``key`` holds (KeyError if nothing)."""
+        return self._specs[key]
 
     def signature(self, key: str, expires: int) -> str:
         """The HMAC that makes a URL for ``key`` valid until ``expires`` (epoch seconds)."""
@@ -149,7 +174,7 @@ class ObjectStore:
         """The object's bytes, rendering (in a worker thread) and caching them on first use."""
         cached = self._cache.get(key)
         if cached is None:
-            cached = await anyio.to_thread.run_sync(render_webp, self._specs[key])
+            cached = await anyio.to_thread.run_sync(render_image, self._specs[key])
             self._cache[key] = cached
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -192,3 +217,27 @@ def r2_routes(store: ObjectStore, epoch: Callable[[], float]) -> list[BaseRoute]
         return Response(await store.read(key), media_type="image/webp")
 
     return [Route("/r2/{key}", download, methods=["GET"], name="r2")]
+
+
+#: What the public media host answers a client it takes for a bot (Cloudflare's browser check).
+BOT_BLOCKED_BODY = "error code: 1010"
+
+
+def media_routes(store: ObjectStore) -> list[BaseRoute]:
+    """AIPG's public media host: ``GET /media/image/<job_id>/<index>.<ext>``, no auth, unsigned.
+
+    Like ``media.aipg.art`` behind Cloudflare, it answers 403 to Python-urllib's default
+    ``User-Agent``; an unknown object (or the wrong extension) is a 404.
+    """
+
+    async def download(request: Request) -> Response:
+        agent = request.headers.get("user-agent", "")
+        if agent.startswith("Python-urllib"):
+            return Response(BOT_BLOCKED_BODY, 403, media_type="text/plain")
+        key = f"image/{request.path_params['job_id']}/{request.path_params['name']}"
+        if key not in store:
+            return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        mime = IMAGE_FORMATS[store.spec(key).format][1]
+        return Response(await store.read(key), media_type=mime)
+
+    return [Route("/media/image/{job_id}/{name}", download, methods=["GET"], name="v1_media")]

@@ -20,6 +20,10 @@ from typing import Any, Literal
 JobKind = Literal["text", "image", "interrogation"]
 KINDS: tuple[JobKind, ...] = ("text", "image", "interrogation")
 
+#: The APIs a fake grid can serve: AIPG's ``/v1`` and the Horde's ``/api/v2``.
+ApiName = Literal["v1", "v2"]
+API_NAMES: tuple[ApiName, ...] = ("v1", "v2")
+
 #: The shared anonymous API key (user id 0).
 ANONYMOUS_KEY = "0000000000"
 
@@ -66,11 +70,19 @@ class FakeUser:
     requests: dict[str, int] = field(
         default_factory=lambda: {"image": 0, "text": 0, "interrogation": 0}
     )
+    balance_micro: int = 0
+    promotional_micro: int = 0
+    daily_requests: dict[int, int] = field(default_factory=dict)
 
     @property
     def is_anonymous(self) -> bool:
         """True for the shared anonymous user (id 0)."""
         return self.id == 0
+
+    @property
+    def account_id(self) -> str:
+        """The user's ``/v1`` account id (a UUID derived from the username)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fakegrid:account:{self.username}"))
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,11 @@ class FakeGeneration:
 
 @dataclass
 class FakeJob:
-    """One asynchronous request (the grid's "waiting prompt") and all the fake knows of it."""
+    """One request (the grid's "waiting prompt") and all the fake knows of it.
+
+    ``api`` says which API submitted it: ``"v2"`` requests are polled by id, ``"v1"`` ones are
+    blocking ``/v1`` calls whose handler waits for the job (the client learns no id up front).
+    """
 
     id: str
     kind: JobKind
@@ -158,6 +174,7 @@ class FakeJob:
     cancel_requested: bool = False
     model: str | None = None
     generations: list[FakeGeneration] = field(default_factory=list)
+    api: ApiName = "v2"
 
     @property
     def waiting(self) -> int:

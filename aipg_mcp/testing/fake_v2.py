@@ -202,7 +202,7 @@ class V2Api:
         job_id = request.path_params["id"]
         self.grid.sync()
         job = self.grid.jobs.get(job_id)
-        if job is None or job.kind != kind:
+        if job is None or job.kind != kind or job.api != "v2":  # /v1 jobs have no v2 handle
             raise ApiError(404, f"Request with ID '{job_id}' not found.", "RequestNotFound")
         return job
 

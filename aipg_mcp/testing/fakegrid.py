@@ -2,9 +2,10 @@
 
 See the package docstring (:mod:`aipg_mcp.testing`) for how to use it. This module holds
 :class:`FakeGrid` (the knobs and the simulation) and :func:`serve_fake_grid` (uvicorn on
-127.0.0.1). The HTTP routes live in :mod:`aipg_mcp.testing.fake_v2` (the Horde ``/api/v2`` API)
-and :mod:`aipg_mcp.testing.fake_images` (result downloads); a further API (say ``/v1``) is one
-more module whose routes :meth:`FakeGrid._build_app` mounts next to them.
+127.0.0.1). The HTTP routes live in :mod:`aipg_mcp.testing.fake_v2` (the Horde ``/api/v2`` API),
+:mod:`aipg_mcp.testing.fake_v1` (AIPG's ``/v1`` API and ``/health``) and
+:mod:`aipg_mcp.testing.fake_images` (result downloads); :meth:`FakeGrid._build_app` mounts them
+all, and ``grid.apis`` decides which of the two APIs answers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,9 +28,17 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
-from aipg_mcp.testing.fake_gateway import DroppedConnection, Fault, FaultBook, Gateway, RateLimiter
+from aipg_mcp.testing.fake_gateway import (
+    V1_INTERNAL_ERROR,
+    DroppedConnection,
+    Fault,
+    FaultBook,
+    Gateway,
+    RateLimiter,
+    is_v1_path,
+)
 from aipg_mcp.testing.fake_http import (
     METHOD_NOT_ALLOWED_MESSAGE,
     ApiError,
@@ -36,13 +46,15 @@ from aipg_mcp.testing.fake_http import (
     json_response,
     not_found_page,
 )
-from aipg_mcp.testing.fake_images import ImageSpec, ObjectStore, r2_routes
+from aipg_mcp.testing.fake_images import ImageSpec, ObjectStore, media_routes, r2_routes
 from aipg_mcp.testing.fake_results import fake_text, interrogation_result, upscaled_size
 from aipg_mcp.testing.fake_state import (
     ANONYMOUS_KEY,
+    API_NAMES,
     KINDS,
     WORKER_IDS,
     WORKER_NAMES,
+    ApiName,
     Directives,
     FakeGeneration,
     FakeJob,
@@ -53,6 +65,15 @@ from aipg_mcp.testing.fake_state import (
     Received,
     plan,
     remaining_seconds,
+)
+from aipg_mcp.testing.fake_v1 import (
+    DEFAULT_V1_IMAGE_MODELS,
+    DEFAULT_V1_LIMITS,
+    DEFAULT_V1_TEXT_MODELS,
+    V1_ROUTE_NAMES,
+    V1Api,
+    V1Error,
+    v1_error_response,
 )
 from aipg_mcp.testing.fake_v2 import V2Api
 from aipg_mcp.testing.fake_validation import POST_PROCESSORS
@@ -98,9 +119,16 @@ class FakeGrid:
         queue_refresh_seconds: ``queue_position`` stays 0 this long after a submit.
         check_cache_seconds: how long a ``check`` answer is served from cache.
         users: API key -> :class:`FakeUser`; ``text_models``/``image_models``: name -> workers.
+        apis: which APIs answer: ``("v2",)`` (default), ``("v1",)`` or ``("v1", "v2")``.
 
-    State to inspect: ``jobs`` (request id -> :class:`FakeJob`), ``received`` (every request),
-    ``faults`` (armed :class:`Fault` objects), ``store`` (result images), ``base_url``.
+    ``/v1`` knobs (see :mod:`aipg_mcp.testing.fake_v1`): ``v1_text_models``/``v1_image_models``
+    (exact, case-sensitive name -> workers), ``v1_idle_timeout``, ``free_daily_limit``,
+    ``free_daily_micro``, ``v1_limits``, ``v1_media_concurrency``, ``v1_text_concurrency``,
+    ``v1_prices``, ``v1_incidents``, ``v1_advisories``.
+
+    State to inspect: ``jobs`` (request id -> :class:`FakeJob`, both APIs; :meth:`v1_jobs`),
+    ``received`` (every request), ``faults`` (armed :class:`Fault` objects), ``store`` (result
+    images), ``base_url`` (the ``/api`` base) and ``root_url`` (the ``/v1`` host).
     """
 
     def __init__(
@@ -120,7 +148,11 @@ class FakeGrid:
         queue_refresh_seconds: float = 1.0,
         check_cache_seconds: float = 1.0,
         seed: int | None = None,
+        apis: Iterable[str] = ("v2",),
+        v1_idle_timeout: float = 300.0,
+        free_daily_limit: int | None = 200,
     ) -> None:
+        self.apis: tuple[ApiName, ...] = _apis(apis)
         self.job_seconds = job_seconds
         self.pickup_seconds = pickup_seconds
         self.wait_time_error = wait_time_error
@@ -155,6 +187,18 @@ class FakeGrid:
         self.store = ObjectStore()
         self.check_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self.base_url: str | None = None
+        # AIPG /v1
+        self.v1_text_models: dict[str, int] = dict(DEFAULT_V1_TEXT_MODELS)
+        self.v1_image_models: dict[str, int] = dict(DEFAULT_V1_IMAGE_MODELS)
+        self.v1_idle_timeout = v1_idle_timeout
+        self.free_daily_limit = free_daily_limit
+        self.free_daily_micro = 50_000
+        self.v1_limits: dict[str, tuple[int, float]] = dict(DEFAULT_V1_LIMITS)
+        self.v1_media_concurrency = 4
+        self.v1_text_concurrency = 24
+        self.v1_prices: dict[str, dict[str, float]] = {}
+        self.v1_incidents: list[dict[str, Any]] = []
+        self.v1_advisories: list[dict[str, Any]] = []
         self.app = self._build_app()
 
     # ----------------------------------------------------------------- knobs that need a sync
@@ -189,6 +233,15 @@ class FakeGrid:
         """Wall-clock epoch seconds on the fake clock (for URL expiry and limiter headers)."""
         return time.time() + self.clock_offset
 
+    def epoch_of(self, at: float) -> float:
+        """The wall-clock epoch of a moment ``at`` of the fake clock (:meth:`now` terms)."""
+        return at - self.now() + self.epoch()
+
+    def utc(self, at: float | None = None) -> datetime:
+        """The UTC date and time of ``at`` on the fake clock (default: now)."""
+        epoch = self.epoch() if at is None else self.epoch_of(at)
+        return datetime.fromtimestamp(epoch, UTC)
+
     def advance(self, seconds: float) -> None:
         """Move the fake clock forward, so jobs finish, windows reset and requests expire."""
         if seconds < 0:
@@ -203,6 +256,11 @@ class FakeGrid:
         with anyio.move_on_after(seconds):
             await self._stopping.wait()
 
+    @property
+    def stopping(self) -> bool:
+        """True once the server is shutting down (blocking ``/v1`` calls then give up)."""
+        return self._stopping is not None and self._stopping.is_set()
+
     # ------------------------------------------------------------------------------ accounts
 
     def add_user(
@@ -214,8 +272,14 @@ class FakeGrid:
         trusted: bool = False,
         *,
         pseudonymous: bool = False,
+        balance_micro: int = 0,
     ) -> FakeUser:
-        """Register a user under API key ``key``; its id is the number after ``#``."""
+        """Register a user under API key ``key``; its id is the number after ``#``.
+
+        The same :class:`FakeUser` works on both APIs. ``balance_micro`` is its purchased
+        ``/v1`` balance (micro-USD); a positive balance exempts it from ``free_daily_limit``.
+        Register one user under several keys with ``grid.users[other_key] = user``.
+        """
         suffix = username.rpartition("#")[2]
         user_id = int(suffix) if suffix.isdigit() else max(u.id for u in self.users.values()) + 1
         user = FakeUser(
@@ -226,6 +290,7 @@ class FakeGrid:
             trusted=trusted,
             pseudonymous=pseudonymous,
             created_at=self.now() - 86400 * 30,
+            balance_micro=balance_micro,
         )
         self.users[key] = user
         return user
@@ -264,7 +329,10 @@ class FakeGrid:
         """
         if route not in ROUTE_NAMES:
             raise ValueError(f"unknown route {route!r}; known: {', '.join(sorted(ROUTE_NAMES))}")
-        fault = Fault(route, status, times, delay, drop, malformed, html, retry_after, body)
+        api = "v1" if route in V1_ROUTE_NAMES else "v2"
+        fault = Fault(
+            route, status, times, delay, drop, malformed, html, retry_after, body, api=api
+        )
         return self.faults.add(fault)
 
     def clear_faults(self) -> None:
@@ -291,6 +359,20 @@ class FakeGrid:
         """Delete request ``job_id`` as the grid's cleaner does on expiry."""
         self._job(job_id)
         del self.jobs[job_id]
+
+    def v1_jobs(self, kind: JobKind | None = None) -> list[FakeJob]:
+        """The ``/v1`` jobs still known (``kind``: ``"text"`` or ``"image"``), oldest first.
+
+        A ``/v1`` client learns a job's id only from the final answer, so tests find the job of
+        a blocked call here, e.g. ``grid.finish(grid.v1_jobs("image")[-1].id)``.
+        """
+        self.sync()
+        jobs = [
+            job
+            for job in self.jobs.values()
+            if job.api == "v1" and (kind is None or job.kind == kind)
+        ]
+        return sorted(jobs, key=lambda job: job.order)
 
     def _job(self, job_id: str) -> FakeJob:
         self.sync()
@@ -351,19 +433,19 @@ class FakeGrid:
     def _of_kind(self, kind: JobKind) -> Iterator[FakeJob]:
         return (job for job in self.jobs.values() if job.kind == kind)
 
-    def models_for(self, kind: JobKind) -> dict[str, int]:
-        """The model table (name -> workers) serving ``kind``; alchemy has none."""
+    def models_for(self, kind: JobKind, api: ApiName = "v2") -> dict[str, int]:
+        """The model table (name -> workers) serving ``kind`` on ``api``; alchemy has none."""
         if kind == "text":
-            return self.text_models
+            return self.v1_text_models if api == "v1" else self.text_models
         if kind == "image":
-            return self.image_models
+            return self.v1_image_models if api == "v1" else self.image_models
         return {}
 
     def candidate_model(self, job: FakeJob) -> str | None:
         """The model a worker would serve ``job`` with now, or None if no worker can."""
         if job.kind == "interrogation":
             return ""
-        models = self.models_for(job.kind)
+        models = self.models_for(job.kind, job.api)
         names: Iterable[str] = job.models or models
         return next((name for name in names if models.get(name, 0) > 0), None)
 
@@ -377,7 +459,8 @@ class FakeGrid:
     def _start(self, job: FakeJob, at: float) -> None:
         job.state = JobState.PROCESSING
         job.started_at = at
-        fallback = job.models[0] if job.models else next(iter(self.models_for(job.kind)), "")
+        models = self.models_for(job.kind, job.api)
+        fallback = job.models[0] if job.models else next(iter(models), "")
         job.model = self.candidate_model(job) or fallback
 
     def _complete(self, job: FakeJob, at: float, *, faulted: bool) -> None:
@@ -417,15 +500,22 @@ class FakeGrid:
             worker_id=WORKER_IDS[kind],
             worker_name=WORKER_NAMES[kind],
         )
-        if kind == "text":
+        if kind == "text" and job.api == "v1":
+            generation.seed = job.params["seed"]
+            generation.text = "".join(job.params["tokens"])
+        elif kind == "text":
             generation.text = fake_text(job.prompt, generation.seed, job.params["max_length"])
         elif kind == "image":
             generation.seed = job.params["seed_base"] + index
             generation.censored = job.directives.censor
+            fmt = job.params.get("output_format", "webp")
             spec = ImageSpec(
-                job.params["width"], job.params["height"], generation.seed, generation.censored
+                job.params["width"], job.params["height"], generation.seed, generation.censored, fmt
             )
-            self.store.put(f"{generation.id}.webp", spec)
+            key = f"{generation.id}.webp"
+            if job.api == "v1":
+                key = f"image/{job.id}/{index}.{job.params['extension']}"
+            self.store.put(key, spec)
         else:
             generation.form = job.forms[index]
             generation.result = interrogation_result(generation.form, job.source_size)
@@ -450,6 +540,7 @@ class FakeGrid:
         r2: bool = True,
         forms: list[str] | None = None,
         source_size: tuple[int, int] | None = None,
+        api: ApiName = "v2",
     ) -> FakeJob:
         """Queue a new request (the routes call this once validation passed)."""
         self.sync()
@@ -473,14 +564,15 @@ class FakeGrid:
             r2=r2,
             forms=forms or [],
             source_size=source_size,
+            api=api,
         )
         self.jobs[job.id] = job
         user.requests[kind] += 1
         return job
 
-    def random_seed(self) -> int:
-        """A fresh random seed."""
-        return self._rng.randrange(2**32)
+    def random_seed(self, limit: int = 2**32) -> int:
+        """A fresh random seed below ``limit``."""
+        return self._rng.randrange(limit)
 
     def cancel(self, job: FakeJob) -> None:
         """Cancel ``job``: jobs not yet on a worker are dropped, running ones still finish."""
@@ -531,15 +623,28 @@ class FakeGrid:
             return None
         return urlsplit(self.base_url).port
 
+    @property
+    def root_url(self) -> str | None:
+        """``http://127.0.0.1:PORT`` while serving: the base URL of ``/v1`` clients."""
+        if self.base_url is None:
+            return None
+        return self.base_url.removesuffix("/api")
+
     # ------------------------------------------------------------------------------- the app
 
     def _build_app(self) -> Starlette:
-        routes = [V2Api(self).mount(), *r2_routes(self.store, self.epoch)]
+        routes = [
+            V2Api(self).mount(),
+            *r2_routes(self.store, self.epoch),
+            *V1Api(self).routes(),
+            *media_routes(self.store),
+        ]
         app = Starlette(
             routes=routes,
             middleware=[Middleware(Gateway, grid=self)],
             exception_handlers={
                 ApiError: _api_error,
+                V1Error: _v1_error,
                 HTTPException: _http_error,
                 Exception: _server_error,
             },
@@ -548,7 +653,16 @@ class FakeGrid:
         return app
 
 
-ROUTE_NAMES = frozenset(
+def _apis(apis: Iterable[str]) -> tuple[ApiName, ...]:
+    """Check an ``apis`` argument: a non-empty selection of ``"v1"`` and ``"v2"``."""
+    wanted = {apis} if isinstance(apis, str) else set(apis)
+    chosen = tuple(name for name in API_NAMES if name in wanted)
+    if wanted - set(API_NAMES) or not chosen:
+        raise ValueError(f"apis must name 'v1' and/or 'v2', got {sorted(wanted)!r}")
+    return chosen
+
+
+ROUTE_NAMES = V1_ROUTE_NAMES | frozenset(
     {
         "text_async",
         "text_status",
@@ -577,8 +691,15 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return api_error_response(exc)
 
 
+async def _v1_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, V1Error)
+    return v1_error_response(exc)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if is_v1_path(request.url.path):  # FastAPI's answers: {"detail": "Not Found"}, ...
+        return JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
     if exc.status_code == 404:
         return not_found_page()
     if exc.status_code == 405:
@@ -587,6 +708,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
+    if is_v1_path(request.url.path):
+        return JSONResponse({"detail": V1_INTERNAL_ERROR}, 500)
     return json_response({"message": "Internal Server Error"}, 500)
 
 
