@@ -1,12 +1,20 @@
-"""Shared fixtures: a fake grid on loopback and an aipg-mcp server wired to it."""
+"""Shared fixtures: fake grids on loopback (Horde v2 and AI Power Grid /v1) and server settings.
+
+``grid`` is a Horde v2 fake. Test modules that must hold on both APIs override it with
+``any_grid`` (parametrized over v2 and v1); :class:`Grid` hides the differences between the two
+fakes (route names, job ids) so one test states one expectation.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
+from pydantic import SecretStr
 
 from aipg_mcp.grid.horde_v2 import HordeV2Backend
 from aipg_mcp.grid.transport import RetryPolicy
@@ -14,6 +22,12 @@ from aipg_mcp.settings import Settings
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 
 API_KEY = "test-key-0123456789"
+
+_SUBMIT_ROUTES = {
+    "v2": {"text": "text_async", "image": "image_async", "caption": "interrogate_async"},
+    "v1": {"text": "v1_chat", "image": "v1_images", "caption": ""},
+}
+_CANCEL_ROUTES = {"text": "text_cancel", "image": "image_cancel", "caption": "interrogate_cancel"}
 
 
 @pytest.fixture
@@ -23,16 +37,54 @@ def anyio_backend() -> str:
 
 @dataclass
 class Grid:
+    """A running fake grid and what a test needs to know of it."""
+
     fake: FakeGrid
     base_url: str
+    api: str = "v2"
+
+    def submits(self, kind: str) -> int:
+        """Generation requests the grid received for this kind of job."""
+        return self.fake.count(_SUBMIT_ROUTES[self.api][kind])
+
+    async def settled_submits(self, kind: str) -> int:
+        """Submits once the server's background requests (``/v1``) have gone out."""
+        with anyio.fail_after(10):
+            while not self.submits(kind):
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.3)
+        return self.submits(kind)
+
+    def grid_cancels(self, kind: str) -> int:
+        """Cancels the grid received (``/v1`` has no cancel route, so always 0 there)."""
+        return self.fake.count(_CANCEL_ROUTES[kind]) if self.api == "v2" else 0
+
+    def finish(self, job_id: str) -> None:
+        """Finish a job now; on ``/v1`` the server's job id is local, so the newest job."""
+        if self.api == "v2":
+            self.fake.finish(job_id)
+        else:
+            self.fake.finish(self.fake.v1_jobs()[-1].id)
+
+
+@asynccontextmanager
+async def running_grid(api: str) -> AsyncIterator[Grid]:
+    fake = FakeGrid(job_seconds=0.6, pickup_seconds=0.1, apis=(api,))
+    fake.add_user(API_KEY, username="tester#7", kudos=5000.0, concurrency=30)
+    async with serve_fake_grid(fake) as api_base:
+        yield Grid(fake, api_base if api == "v2" else fake.root_url, api)
 
 
 @pytest.fixture
 async def grid() -> AsyncIterator[Grid]:
-    fake = FakeGrid(job_seconds=0.6, pickup_seconds=0.1)
-    fake.add_user(API_KEY, username="tester#7", kudos=5000.0, concurrency=30)
-    async with serve_fake_grid(fake) as base_url:
-        yield Grid(fake, base_url)
+    async with running_grid("v2") as running:
+        yield running
+
+
+@pytest.fixture(params=["v2", "v1"])
+async def any_grid(request: pytest.FixtureRequest) -> AsyncIterator[Grid]:
+    async with running_grid(str(request.param)) as running:
+        yield running
 
 
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, total_seconds=5.0)
@@ -49,7 +101,7 @@ async def backend(grid: Grid) -> AsyncIterator[HordeV2Backend]:
 def settings(grid: Grid, tmp_path: Path) -> Settings:
     return Settings(
         base_url=grid.base_url,
-        api_key=None,
+        api_key=SecretStr(API_KEY),
         output_dir=tmp_path / "images",
         data_dir=tmp_path / "data",
         wait_seconds=20,
