@@ -64,9 +64,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "demo", help="run a text and an image job end to end against the built-in fake grid"
     )
-    fake = sub.add_parser("fake-grid", help="serve the built-in fake grid on loopback")
-    fake.add_argument("--port", type=int, default=7001, dest="fake_port")
-    fake.add_argument("--job-seconds", type=float, default=3.0)
+    sub.add_parser(
+        "fake-grid", help="serve the built-in fake grid on loopback (aipg-mcp fake-grid --help)"
+    )
     return p
 
 
@@ -98,6 +98,11 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fake-grid"]:
+        from aipg_mcp.testing.__main__ import main as fake_grid
+
+        return fake_grid(argv[1:])
     args = parser().parse_args(argv)
     if args.command == "demo":
         import anyio
@@ -105,10 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aipg_mcp.demo import run_demo
 
         return anyio.run(run_demo)
-    if args.command == "fake-grid":
-        from aipg_mcp.testing.__main__ import serve_forever
-
-        return serve_forever(port=args.fake_port, job_seconds=args.job_seconds)
     try:
         settings = settings_from(args)
     except SettingsError as exc:

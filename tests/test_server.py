@@ -116,6 +116,11 @@ async def test_generate_image_saves_files_and_inlines_previews(
     body = report(result)
     assert body["state"] == "done" and len(body["images"]) == 2
     assert len(images(result)) == 2
+    sent = next(r.json for r in grid.fake.received if r.route in ("image_async", "v1_images"))
+    if grid.api == "v2":
+        assert sent["params"]["steps"] == 30 and sent["params"]["sampler_name"] == "k_euler_a"
+    else:  # AI Power Grid recipes keep their own steps and guidance unless asked
+        assert "steps" not in sent and "cfg_scale" not in sent and sent["size"] == "512x512"
     for item in body["images"]:
         path = Path(item["path"])
         assert path.is_file() and path.resolve().is_relative_to(settings.output_dir.resolve())
@@ -347,3 +352,12 @@ async def test_key_never_appears_in_output(grid: Grid, settings: Settings) -> No
     assert any("AIPG_API_KEY" in text for text in seen[-2:])
     ledger = (settings.data_dir / "jobs.sqlite3").read_bytes()
     assert API_KEY.encode() not in ledger
+
+
+async def test_estimate_cost_spends_nothing(grid: Grid, client: Client) -> None:
+    image = (await client.call_tool("estimate_cost", {"kind": "image", "n": 2})).structured_content
+    text = (await client.call_tool("estimate_cost", {"kind": "text"})).structured_content
+    assert image and text
+    assert image["unit"] == ("kudos" if grid.api == "v2" else "usd")
+    assert image["cost"] is not None and image["cost"] > 0
+    assert not grid.fake.jobs  # a dry run or a quote, never a job

@@ -35,6 +35,7 @@ from aipg_mcp.server.state import AppState
 log = logging.getLogger("aipg_mcp.server")
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 AppContext = Context[AppState]
 
 WaitSeconds = Annotated[
@@ -91,6 +92,15 @@ class ModelList(BaseModel):
     type: Literal["text", "image"]
     grid: str
     models: list[ModelInfo]
+    note: str
+
+
+class CostEstimate(BaseModel):
+    grid: str
+    api: str
+    cost: float | None = Field(description="Estimated cost; null when the grid has no price.")
+    unit: str = Field(description="kudos (Horde grids) or usd (AI Power Grid).")
+    affordable: bool | None = Field(None, description="Whether the account can pay it now.")
     note: str
 
 
@@ -156,6 +166,15 @@ def _result(delivery: Delivery) -> CallToolResult:
     return CallToolResult(
         content=list(content), structured_content=delivery.report.model_dump(mode="json")
     )
+
+
+def _given(model: type[M], **values: object) -> M:
+    """A request model from the arguments the caller gave; the rest keep the grid's defaults.
+
+    Only given fields count as asked for (``model_fields_set``), so a backend can leave the
+    others to the model's own recipe.
+    """
+    return model.model_validate({k: v for k, v in values.items() if v is not None})
 
 
 async def _source_image(state: AppState, spec: str, argument: str) -> str:
@@ -257,14 +276,30 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         ] = None,
         width: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 1024,
         height: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 1024,
-        steps: Annotated[int, Field(ge=1, le=500)] = 30,
-        cfg_scale: Annotated[float, Field(ge=0, le=100, description="Prompt adherence.")] = 7.5,
-        sampler_name: Sampler = "k_euler_a",
+        steps: Annotated[
+            int | None,
+            Field(
+                ge=1,
+                le=500,
+                description="Sampling steps. Default: 30 on Horde grids, the "
+                "model's own on AI Power Grid.",
+            ),
+        ] = None,
+        cfg_scale: Annotated[
+            float | None,
+            Field(
+                ge=0,
+                le=100,
+                description="Prompt adherence. Default: 7.5 on Horde grids, the "
+                "model's own on AI Power Grid.",
+            ),
+        ] = None,
+        sampler_name: Annotated[Sampler | None, Field(description="Horde grids only.")] = None,
         seed: Annotated[
             str | None, Field(max_length=256, description="Reuse to reproduce.")
         ] = None,
         n: Annotated[int, Field(ge=1, le=20, description="How many images.")] = 1,
-        karras: bool = True,
+        karras: Annotated[bool | None, Field(description="Horde grids only.")] = None,
         nsfw: Annotated[bool, Field(description="Allow NSFW workers and results.")] = False,
         censor_nsfw: Annotated[
             bool, Field(description="Have workers blur NSFW results even when nsfw is false.")
@@ -312,7 +347,8 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                 censor_nsfw=censor_nsfw,
                 source_image=source,
                 source_processing="img2img" if source else None,
-                params=ImageParams(
+                params=_given(
+                    ImageParams,
                     width=width,
                     height=height,
                     steps=steps,
@@ -434,6 +470,63 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             )
         )
         return _result(delivery)
+
+    @mcp.tool(title="Estimate cost", annotations=LOOKUP)
+    async def estimate_cost(
+        kind: Annotated[Literal["text", "image"], Field(description="What would be generated.")],
+        ctx: AppContext,
+        models: Annotated[
+            list[str] | None, Field(description="The model(s) you would ask for.")
+        ] = None,
+        prompt: Annotated[
+            str, Field(min_length=1, description="The prompt (text length counts).")
+        ] = "estimate",
+        max_length: Annotated[int, Field(ge=16, le=2048, description="Text: tokens.")] = 256,
+        width: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 1024,
+        height: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 1024,
+        steps: Annotated[int | None, Field(ge=1, le=500)] = None,
+        n: Annotated[int, Field(ge=1, le=20)] = 1,
+    ) -> CostEstimate:
+        """What a generate call would cost, without running it or spending anything.
+
+        Horde grids answer in kudos (their dry run); AI Power Grid in USD from its price quote.
+        """
+        state = _state(ctx)
+        request: TextRequest | ImageRequest
+        if kind == "text":
+            request = _request(
+                lambda: TextRequest(
+                    prompt=prompt,
+                    models=models or [],
+                    params=TextParams(
+                        max_length=max_length, max_context_length=max(4096, max_length)
+                    ),
+                )
+            )
+        else:
+            request = _request(
+                lambda: ImageRequest(
+                    prompt=prompt,
+                    models=models or [],
+                    params=_given(ImageParams, width=width, height=height, steps=steps, n=n),
+                )
+            )
+        backend = await _grid_call(state.grid())
+        estimate = await _grid_call(backend.estimate(request))
+        if estimate.cost is None:
+            note = "The grid has no price for this request."
+        else:
+            note = f"About {estimate.cost:g} {estimate.unit}."
+            if estimate.affordable is False:
+                note += " The account cannot afford it now."
+        return CostEstimate(
+            grid=backend.base_url,
+            api=backend.capabilities.api,
+            cost=estimate.cost,
+            unit=estimate.unit,
+            affordable=estimate.affordable,
+            note=note,
+        )
 
     @mcp.tool(title="List models", annotations=LOOKUP)
     async def list_models(
