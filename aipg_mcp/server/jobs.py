@@ -167,11 +167,13 @@ class JobRunner:
             return Delivery(self._report(record, None))
 
         async def aborted(answer: JobResult | None) -> None:
+            where = "on the grid" if self.backend.capabilities.cancel else "here"
             ledger.update(
                 record.job_id,
                 state=JobState.CANCELLED,
                 result=answer,
-                note="cancelled on the grid because the client cancelled the call",
+                error=answer.error if answer else None,
+                note=f"cancelled {where} because the client cancelled the call",
             )
 
         outcome = await wait_for_job(

@@ -44,7 +44,7 @@ _SELECT_RECENT_LIVE = """
 SELECT job_id, kind, api, grid, state, params, fingerprint, submitted_at, updated_at,
        progress, result, files, error, note
 FROM jobs WHERE fingerprint = ? AND submitted_at >= ?
-                AND state NOT IN ('faulted', 'cancelled', 'expired')
+                AND state NOT IN ('faulted', 'cancelled', 'expired', 'interrupted')
 ORDER BY submitted_at DESC, rowid DESC LIMIT 1
 """
 _SELECT_RECENT = """
@@ -162,7 +162,8 @@ class Ledger:
     def find_recent(self, fingerprint: str, within_seconds: float) -> JobRecord | None:
         """The newest live or finished job with this fingerprint submitted within the window.
 
-        Faulted, cancelled and expired jobs are skipped: they are no answer to a repeated call.
+        Faulted, cancelled, expired and interrupted jobs are skipped: they are no answer to a
+        repeated call.
         """
         if within_seconds <= 0:
             return None
