@@ -26,7 +26,13 @@ from aipg_mcp.grid.base import (
     Submission,
     TextOutput,
 )
-from aipg_mcp.grid.errors import DownloadFailed, InvalidAPIKey, NotFound, UnexpectedResponse
+from aipg_mcp.grid.errors import (
+    DownloadFailed,
+    InvalidAPIKey,
+    NotFound,
+    SubmitOutcomeUnknown,
+    UnexpectedResponse,
+)
 from aipg_mcp.grid.models import (
     ANONYMOUS_KEY,
     ActiveModel,
@@ -129,7 +135,13 @@ class HordeV2Backend:
 
     async def _submit(self, kind: JobKind, path: str, body: dict[str, Any]) -> Submission:
         _, payload = await self.transport.submit(self._url(path), body)
-        accepted = _parse(RequestAsync, payload)
+        try:
+            accepted = _parse(RequestAsync, payload)
+        except UnexpectedResponse:
+            raise SubmitOutcomeUnknown(
+                "the grid accepted the submit but its answer holds no job id; it may have "
+                "queued the job"
+            ) from None
         return Submission(
             job_id=accepted.id,
             kind=kind,

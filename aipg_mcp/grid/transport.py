@@ -193,7 +193,7 @@ class GridTransport:
                 ) from None
             else:
                 if response.is_success:
-                    return response.status_code, _decode_json(response)
+                    return response.status_code, _decode_submit(url, response)
                 error = self._error_for(response, job_route=False)
                 if not (isinstance(error, RateLimited) and error.rc is None):
                     raise error
@@ -339,6 +339,17 @@ def _decode_json(response: httpx.Response) -> Any:
     except ValueError:
         raise UnexpectedResponse(
             f"the grid's answer to {_path(str(response.request.url))} is not valid JSON"
+        ) from None
+
+
+def _decode_submit(url: str, response: httpx.Response) -> Any:
+    """A submit's answer; one that cannot be read leaves the job's fate unknown."""
+    try:
+        return _decode_json(response)
+    except UnexpectedResponse:
+        raise SubmitOutcomeUnknown(
+            f"{_host(url)} accepted the submit (HTTP {response.status_code}) but its answer "
+            "could not be read; the grid may have queued the job"
         ) from None
 
 

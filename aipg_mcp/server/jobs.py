@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +25,11 @@ from aipg_mcp.grid.base import (
     JobState,
     Submission,
 )
-from aipg_mcp.grid.errors import GridError, JobInterrupted, JobNotFound
+from aipg_mcp.grid.errors import GridError, JobInterrupted, JobNotFound, SubmitOutcomeUnknown
 from aipg_mcp.grid.jobs import WaitOutcome, wait_for_job
 from aipg_mcp.grid.models import ImageRequest, InterrogationRequest, TextRequest
 from aipg_mcp.server.ledger import JobRecord, fingerprint
-from aipg_mcp.server.media import Preview, image_size, make_previews
+from aipg_mcp.server.media import Preview, check_image, image_size, make_previews
 from aipg_mcp.server.reports import CaptionItem, ImageItem, JobReport, TextItem
 from aipg_mcp.server.state import AppState
 
@@ -122,12 +123,27 @@ class JobRunner:
                 ).strip()
                 return delivery
 
-        if isinstance(request, TextRequest):
-            submission = await self.backend.submit_text(request)
-        elif isinstance(request, ImageRequest):
-            submission = await self.backend.submit_image(request)
-        else:
-            submission = await self.backend.submit_caption(request)
+            sent = state.unknown_submits.get(key)
+            if sent is not None and time.time() - sent < state.settings.dedupe_seconds:
+                raise SubmitOutcomeUnknown(
+                    f"an identical request was sent {time.time() - sent:.0f} s ago and the grid's "
+                    "answer was lost, so it may be running and billed already",
+                    hint="Pass new_job=true to send it again anyway (it may be billed twice).",
+                )
+        try:
+            if isinstance(request, TextRequest):
+                submission = await self.backend.submit_text(request)
+            elif isinstance(request, ImageRequest):
+                submission = await self.backend.submit_image(request)
+            else:
+                submission = await self.backend.submit_caption(request)
+        except SubmitOutcomeUnknown as exc:
+            state.unknown_submits[key] = time.time()
+            exc.hint = (
+                "The grid may have queued (and billed) it. Calling again with the same arguments "
+                "will not resend it for a while; pass new_job=true to send it anyway."
+            )
+            raise
         record = state.ledger.record_submission(
             submission,
             api=self.backend.capabilities.api,
@@ -176,15 +192,22 @@ class JobRunner:
                 note=f"cancelled {where} because the client cancelled the call",
             )
 
-        outcome = await wait_for_job(
-            self.backend,
-            record.kind,
-            record.job_id,
-            budget=wait_seconds,
-            on_progress=on_progress,
-            cancel_on_abort=cancel_on_abort,
-            on_abort=aborted,
-        )
+        try:
+            outcome = await wait_for_job(
+                self.backend,
+                record.kind,
+                record.job_id,
+                budget=wait_seconds,
+                on_progress=on_progress,
+                cancel_on_abort=cancel_on_abort,
+                on_abort=aborted,
+            )
+        except GridError as exc:
+            # The job exists; losing sight of it is no reason to lose its id: hand it back.
+            record = ledger.update(record.job_id, error=exc.describe())
+            report = self._report(record, None)
+            report.warnings.append(f"Could not check on the job: {exc.describe()}")
+            return Delivery(report)
         return await self._settle(record, outcome, inline=inline)
 
     async def _settle(self, record: JobRecord, outcome: WaitOutcome, *, inline: bool) -> Delivery:
@@ -332,6 +355,8 @@ class JobRunner:
         async def fetch(image: ImageOutput) -> None:
             try:
                 raw = await self.backend.image_bytes(image)
+                # A truncated or foreign download is not saved as a result.
+                await anyio.to_thread.run_sync(check_image, raw)
                 path = await anyio.to_thread.run_sync(media.save, record.job_id, image.id, raw)
             except (GridError, ValueError, OSError) as exc:
                 errors[image.id] = exc.describe() if isinstance(exc, GridError) else str(exc)
@@ -357,9 +382,13 @@ class JobRunner:
         previews: list[Preview] = []
         if inline and data:
             order = [image.id for image in result.images if image.id in data]
-            previews = await anyio.to_thread.run_sync(
-                lambda: make_previews([data[i] for i in order])
-            )
+            try:
+                previews = await anyio.to_thread.run_sync(
+                    lambda: make_previews([data[i] for i in order])
+                )
+            except ValueError as exc:
+                report.warnings.append(f"No inline previews: {exc}")
+                order = []
             for item in report.images:
                 item.preview = item.id in order
         return Delivery(report, previews)

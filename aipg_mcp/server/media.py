@@ -295,6 +295,15 @@ def image_size(data: bytes) -> tuple[int, int]:
     return image.width, image.height
 
 
+def check_image(data: bytes, argument: str = "image") -> tuple[int, int]:
+    """Decode an image fully (not just its header) and return its (width, height).
+
+    A truncated or corrupt file raises :class:`MediaError`, so it is never kept as a result.
+    """
+    image = _load(_open(data, argument), argument)
+    return image.width, image.height
+
+
 def _open(data: bytes, argument: str) -> Image.Image:
     """Open an encoded image (header only), refusing what Pillow cannot read or is too large."""
     from PIL import Image, UnidentifiedImageError

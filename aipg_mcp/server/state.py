@@ -58,6 +58,8 @@ class AppState:
     media: MediaStore
     cache: LookupCache = field(default_factory=LookupCache)
     job_locks: dict[str, anyio.Lock] = field(default_factory=dict)
+    # Fingerprints of submits whose answer was lost (the job may be running): not resent blindly.
+    unknown_submits: dict[str, float] = field(default_factory=dict)
 
     async def grid(self) -> GridBackend:
         """The backend for the configured grid (probed on first use when ``AIPG_API=auto``)."""
