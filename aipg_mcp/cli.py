@@ -1,13 +1,15 @@
 """Command line: ``aipg-mcp`` serves MCP over stdio (default) or Streamable HTTP.
 
-``aipg-mcp fake-grid`` serves the built-in fake grid, for trying the server and testing agents
-offline.
+``aipg-mcp doctor`` checks a configuration (grid, key, models, folders); ``aipg-mcp call TOOL``
+runs one tool from a shell through the real server; ``aipg-mcp fake-grid`` serves the built-in
+fake grid, for trying the server and testing agents offline.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,29 +39,76 @@ environment (a flag of the same meaning wins):
 """
 
 
+COMMANDS = """\
+commands:
+  aipg-mcp                       serve MCP over stdio (what hosts run)
+  aipg-mcp doctor                check the grid, the key, the models and the folders
+  aipg-mcp call TOOL --arg k=v   run one tool from a shell (call --list names them)
+  aipg-mcp demo                  run the server end to end against the built-in fake grid
+  aipg-mcp fake-grid             serve the built-in fake grid (fake-grid --help)
+
+"""
+
+CALL_EPILOG = """\
+examples:
+  aipg-mcp call --list
+  aipg-mcp call --list generate_image          # its arguments
+  aipg-mcp call generate_text --arg prompt="Write a limerick about GPUs" --arg max_length=120
+  aipg-mcp call generate_image --arg prompt="a lighthouse at dusk" --arg width=512 \\
+      --arg height=512 --arg 'models=["flux.1-schnell"]'
+  aipg-mcp call get_status --json '{"job_id": "6f1c...", "wait_seconds": 60}' --json-output
+
+--arg values are read as JSON when they parse (numbers, booleans, lists), else as text;
+arguments that only take text (prompt, job_id) keep the text as given. Lists are JSON:
+models=a,b is the one model name "a,b". --arg wins over the same key in --json.
+exit codes: 0 done (or a job handle to check later), 1 the tool returned an error, 2 bad usage.
+"""
+
+
+def _settings_flags(p: argparse.ArgumentParser, *, server: bool, default: object = None) -> None:
+    """The flags that set settings; subcommands repeat them with ``default=SUPPRESS`` so a flag
+    given before the subcommand is not reset by the subcommand's own default."""
+    if server:
+        p.add_argument(
+            "--transport", choices=["stdio", "http"], default=default, help="default: stdio"
+        )
+        p.add_argument("--host", default=default, help="HTTP bind address (default 127.0.0.1)")
+        p.add_argument("--port", type=int, default=default, help="HTTP port (default 8000)")
+        p.add_argument(
+            "--auth-token", default=default, help="HTTP bearer token (or AIPG_MCP_AUTH_TOKEN)"
+        )
+    p.add_argument("--base-url", default=default, help="grid address (or AIPG_BASE_URL)")
+    p.add_argument(
+        "--api",
+        choices=["auto", "v1", "v2"],
+        default=default,
+        help="API generation (or AIPG_API)",
+    )
+    p.add_argument(
+        "--output-dir", type=Path, default=default, help="image folder (or AIPG_OUTPUT_DIR)"
+    )
+    p.add_argument(
+        "--data-dir", type=Path, default=default, help="ledger folder (or AIPG_DATA_DIR)"
+    )
+    p.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=default,
+        help=f"wait budget of generate calls (or AIPG_WAIT_SECONDS; default {DEFAULT_WAIT_SECONDS:g})",
+    )
+    p.add_argument("--log-level", default=default, help="or AIPG_LOG_LEVEL; default INFO")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aipg-mcp",
         description="MCP server for text and image generation on AI Power Grid and AI "
         "Horde-compatible grids.",
-        epilog=ENVIRONMENT,
+        epilog=COMMANDS + ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"aipg-mcp {__version__}")
-    p.add_argument("--transport", choices=["stdio", "http"], help="default: stdio")
-    p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="HTTP port (default 8000)")
-    p.add_argument("--auth-token", help="HTTP bearer token (or AIPG_MCP_AUTH_TOKEN)")
-    p.add_argument("--base-url", help="grid address (or AIPG_BASE_URL)")
-    p.add_argument("--api", choices=["auto", "v1", "v2"], help="API generation (or AIPG_API)")
-    p.add_argument("--output-dir", type=Path, help="image folder (or AIPG_OUTPUT_DIR)")
-    p.add_argument("--data-dir", type=Path, help="ledger folder (or AIPG_DATA_DIR)")
-    p.add_argument(
-        "--wait-seconds",
-        type=float,
-        help=f"wait budget of generate calls (or AIPG_WAIT_SECONDS; default {DEFAULT_WAIT_SECONDS:g})",
-    )
-    p.add_argument("--log-level", help="or AIPG_LOG_LEVEL; default INFO")
+    _settings_flags(p, server=True)
     sub = p.add_subparsers(dest="command")
     sub.add_parser(
         "demo", help="run a text and an image job end to end against the built-in fake grid"
@@ -67,6 +116,45 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "fake-grid", help="serve the built-in fake grid on loopback (aipg-mcp fake-grid --help)"
     )
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the configuration: grid, API, key, models, folders (exit 1 if one fails)",
+        description="Check the configuration the server would run with (same flags and "
+        "environment) and print one line per check: settings, grid and API generation, API key, "
+        "models with workers, output folder, job ledger. Exit 0 if none failed, else 1.",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _settings_flags(doctor, server=True, default=argparse.SUPPRESS)
+    call = sub.add_parser(
+        "call",
+        help="run one tool from a shell through the real server (call --list names them)",
+        description="Run one of the server's tools once, in-process, as a host would call it. "
+        "Prints the text result (and saved image paths) on stdout, progress on stderr.",
+        epilog=CALL_EPILOG + "\n" + ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    call.add_argument("tool", nargs="?", metavar="TOOL", help="the tool to call")
+    call.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one argument (repeatable); VALUE is JSON when it parses, else text",
+    )
+    call.add_argument(
+        "--json", dest="json_arguments", metavar="OBJECT", help="arguments as one JSON object"
+    )
+    call.add_argument(
+        "--json-output", action="store_true", help="print the structured result as JSON"
+    )
+    call.add_argument(
+        "--list",
+        dest="list_tools",
+        action="store_true",
+        help="list the tools (with TOOL: its arguments) and exit",
+    )
+    _settings_flags(call, server=False, default=argparse.SUPPRESS)
     return p
 
 
@@ -110,6 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aipg_mcp.demo import run_demo
 
         return anyio.run(run_demo)
+    if args.command == "doctor":
+        from aipg_mcp.doctor import run_doctor
+
+        _quiet_logging(args)
+        return run_doctor(lambda: settings_from(args))
+    if args.command == "call":
+        return _call(args)
     try:
         settings = settings_from(args)
     except SettingsError as exc:
@@ -131,3 +226,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         anyio.run(server.run_stdio_async)
     return 0
+
+
+def _quiet_logging(args: argparse.Namespace) -> str:
+    """Logs for the one-shot commands: errors only, unless a log level was asked for."""
+    level = (args.log_level or os.environ.get("AIPG_LOG_LEVEL", "").strip() or "ERROR").upper()
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    return level
+
+
+def _call(args: argparse.Namespace) -> int:
+    import anyio
+
+    from aipg_mcp.shell import CallRequest, UsageError, parse_json_arguments, parse_pairs, run_call
+
+    try:
+        request = CallRequest(
+            tool=args.tool,
+            pairs=parse_pairs(args.arg),
+            json_arguments=parse_json_arguments(args.json_arguments),
+            json_output=args.json_output,
+            list_tools=args.list_tools,
+        )
+        settings = settings_from(args)
+    except (UsageError, SettingsError) as exc:
+        print(f"aipg-mcp call: {exc}", file=sys.stderr)
+        return 2
+    settings.log_level = _quiet_logging(args)
+    try:
+        return anyio.run(run_call, settings, request)
+    except KeyboardInterrupt:
+        print("aipg-mcp call: interrupted", file=sys.stderr)
+        return 130
