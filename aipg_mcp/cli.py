@@ -34,6 +34,8 @@ environment (a flag of the same meaning wins):
   AIPG_IMAGE_MODEL      default image model
   AIPG_DEDUPE_SECONDS   window in which an identical call returns the earlier job (default 600)
   AIPG_MCP_AUTH_TOKEN   bearer token for HTTP mode (required beyond loopback)
+  AIPG_MCP_TRUST_PROXY  1: an authenticating proxy in front is the only way in (Smithery);
+                        HTTP beyond loopback then runs without a bearer token
   AIPG_MCP_ALLOWED_HOSTS  Host names accepted in HTTP mode, comma-separated
   AIPG_LOG_LEVEL        DEBUG, INFO, WARNING or ERROR (logs go to stderr)
 """

@@ -60,6 +60,7 @@ class Settings:
     dedupe_seconds: float = 600.0
     log_level: str = "INFO"
     input_dirs: tuple[Path, ...] | None = None
+    trust_proxy: bool = False
 
     def __repr__(self) -> str:
         return (
@@ -103,10 +104,16 @@ class Settings:
             raise SettingsError(
                 f"AIPG_WAIT_SECONDS must be between 1 and {MAX_WAIT_SECONDS:g}; got {self.wait_seconds:g}"
             )
-        if self.transport == "http" and not self.loopback and self.auth_token is None:
+        if (
+            self.transport == "http"
+            and not self.loopback
+            and self.auth_token is None
+            and not self.trust_proxy
+        ):
             raise SettingsError(
                 f"refusing to serve HTTP on {self.host}, which is not a loopback address, without a "
-                "bearer token: set AIPG_MCP_AUTH_TOKEN or pass --auth-token"
+                "bearer token: set AIPG_MCP_AUTH_TOKEN or pass --auth-token (or, only when an "
+                "authenticating proxy in front is the only way in, AIPG_MCP_TRUST_PROXY=1)"
             )
 
     @classmethod
@@ -140,6 +147,12 @@ class Settings:
             settings.input_dirs = tuple(
                 Path(d).expanduser() for d in dirs.split(os.pathsep) if d.strip()
             )
+        settings.trust_proxy = env.get("AIPG_MCP_TRUST_PROXY", "").strip().lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+        }
         if level := env.get("AIPG_LOG_LEVEL", "").strip():
             settings.log_level = level.upper()
         return settings

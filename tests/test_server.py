@@ -18,6 +18,7 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, ImageContent, TextContent
 from PIL import Image
+from pydantic import SecretStr
 
 from aipg_mcp.server.app import build_server
 from aipg_mcp.settings import Settings
@@ -361,3 +362,21 @@ async def test_estimate_cost_spends_nothing(grid: Grid, client: Client) -> None:
     assert image["unit"] == ("kudos" if grid.api == "v2" else "usd")
     assert image["cost"] is not None and image["cost"] > 0
     assert not grid.fake.jobs  # a dry run or a quote, never a job
+
+
+async def test_jobs_are_kept_per_api_key(grid: Grid, settings: Settings) -> None:
+    other_key = "another-key-9876543210"
+    grid.fake.add_user(other_key, username="other#8", kudos=100.0)
+    async with Client(build_server(settings)) as mine:
+        body = report(await mine.call_tool("generate_text", {"prompt": "private words"}))
+    other = Settings(**{**settings.__dict__, "api_key": SecretStr(other_key)})
+    async with Client(build_server(other)) as theirs:
+        listed = json.loads((await theirs.read_resource("aipg://jobs")).contents[0].text)  # type: ignore[union-attr]
+        assert body["job_id"] not in {job["job_id"] for job in listed}
+        with pytest.raises(Exception, match="no job"):
+            await theirs.read_resource(f"aipg://jobs/{body['job_id']}")
+    async with Client(build_server(settings)) as mine_again:
+        record = json.loads(
+            (await mine_again.read_resource(f"aipg://jobs/{body['job_id']}")).contents[0].text  # type: ignore[union-attr]
+        )
+        assert record["params"]["prompt"] == "private words"

@@ -62,6 +62,7 @@ def build_server(
         try:
             async with anyio.create_task_group() as background:
                 state.selector.attach(background, finished)
+                state.sessions.attach(background, finished)
                 try:
                     yield state
                 finally:
@@ -69,6 +70,7 @@ def build_server(
         finally:
             holder.state = None
             await state.selector.aclose()
+            await state.sessions.aclose()
             state.ledger.close()
 
     mcp: MCPServer[AppState] = MCPServer(

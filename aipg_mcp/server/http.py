@@ -2,7 +2,11 @@
 
 Stateful sessions with SSE responses, the only mode in which progress and cancellation reach
 every client. Loopback by default; any other bind address needs a bearer token (settings refuse
-to start without one).
+to start without one), unless ``AIPG_MCP_TRUST_PROXY=1`` says an authenticating proxy (such as
+Smithery's gateway) stands in front and is the only way in.
+
+Requests to ``/mcp`` may carry a per-session configuration in their query string (Smithery's
+``?apiKey=...&baseUrl=...`` or base64 ``config``); see :mod:`aipg_mcp.server.session_config`.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from mcp.server.transport_security import TransportSecuritySettings
 
 from aipg_mcp import __version__
+from aipg_mcp.server.session_config import MCP_PATH, SessionConfigMiddleware
 from aipg_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,6 +36,20 @@ log = logging.getLogger("aipg_mcp.server")
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 HEALTH_PATH = "/health"
+TRUST_PROXY_ENV = "AIPG_MCP_TRUST_PROXY"
+CORS_EXPOSED_HEADERS = ("mcp-session-id", "mcp-protocol-version")
+
+
+def trusts_proxy(env: Mapping[str, str] | None = None) -> bool:
+    """``AIPG_MCP_TRUST_PROXY=1``: an authenticating proxy stands in front of this server.
+
+    Only for deployments where nothing but that proxy can reach the port (Smithery's containers).
+    It lets a server bound beyond loopback run without its own bearer token and answers
+    cross-origin requests (CORS) as browser-based clients of such hosts need. A configured bearer
+    token is still required when set.
+    """
+    value = (os.environ if env is None else env).get(TRUST_PROXY_ENV, "")
+    return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 class BearerAuth:
@@ -78,7 +99,8 @@ def transport_security(settings: Settings) -> TransportSecuritySettings | None:
         )
     if settings.loopback:
         return None  # the SDK arms loopback-only Host/Origin checks by itself
-    # Bound beyond loopback with no host list: the bearer token is the guard.
+    # Bound beyond loopback with no host list: the bearer token (or, with AIPG_MCP_TRUST_PROXY,
+    # the authenticating proxy in front) is the guard.
     return TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
@@ -92,11 +114,24 @@ def build_http_app(mcp: MCPServer[AppState], settings: Settings) -> ASGIApp:
 
     app: ASGIApp = mcp.streamable_http_app(
         host=settings.host,
+        streamable_http_path=MCP_PATH,
         transport_security=transport_security(settings),
         max_request_body_size=MAX_REQUEST_BYTES,
     )
+    app = SessionConfigMiddleware(app, MCP_PATH)
     if settings.auth_token is not None:
         app = BearerAuth(app, settings.auth_token.get_secret_value())
+    if trusts_proxy():
+        from starlette.middleware.cors import CORSMiddleware
+
+        app = CORSMiddleware(
+            app,
+            allow_origins=["*"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=list(CORS_EXPOSED_HEADERS),
+            max_age=86400,
+        )
     return app
 
 
@@ -114,5 +149,11 @@ async def serve_http(mcp: MCPServer[AppState], settings: Settings) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    log.info("serving MCP at http://%s:%d/mcp", settings.host, settings.port)
+    if trusts_proxy() and settings.auth_token is None and not settings.loopback:
+        log.warning(
+            "%s is set: serving without a bearer token; only an authenticating proxy in front "
+            "may reach this port",
+            TRUST_PROXY_ENV,
+        )
+    log.info("serving MCP at http://%s:%d%s", settings.host, settings.port, MCP_PATH)
     await server.serve()

@@ -150,6 +150,7 @@ class JobRunner:
             grid=self.grid,
             params=params,
             fingerprint=key,
+            owner=state.identity,
         )
         log.info("submitted %s job %s", kind, submission.job_id)
         delivery = await self.follow(
@@ -253,7 +254,7 @@ class JobRunner:
     async def find(self, job_id: str, kind: JobKind | None) -> JobRecord:
         """The ledger's record of a job; a job only the grid knows is looked up and recorded."""
         job_id = job_id.strip()
-        record = self.state.ledger.get(job_id)
+        record = self.state.ledger.get(job_id, owner=self.state.identity)
         if record is not None:
             return record
         if not self.backend.capabilities.lookup_unknown_jobs:
@@ -274,6 +275,7 @@ class JobRunner:
                 grid=self.grid,
                 params={},
                 fingerprint="",
+                owner=self.state.identity,
             )
             return self.state.ledger.update(job_id, progress=polled.progress)
         raise JobNotFound(

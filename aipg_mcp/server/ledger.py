@@ -26,36 +26,32 @@ from aipg_mcp.grid.base import JobKind, JobProgress, JobResult, JobState, Submis
 if TYPE_CHECKING:
     import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Every query names the columns in this order; _to_row and _from_row follow it.
 _INSERT = """
 INSERT INTO jobs (job_id, kind, api, grid, state, params, fingerprint, submitted_at, updated_at,
-                  progress, result, files, error, note)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  progress, result, files, error, note, owner)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (job_id) DO NOTHING
 """
 _SELECT_ONE = """
 SELECT job_id, kind, api, grid, state, params, fingerprint, submitted_at, updated_at,
-       progress, result, files, error, note
+       progress, result, files, error, note, owner
 FROM jobs WHERE job_id = ?
 """
 _SELECT_RECENT_LIVE = """
 SELECT job_id, kind, api, grid, state, params, fingerprint, submitted_at, updated_at,
-       progress, result, files, error, note
+       progress, result, files, error, note, owner
 FROM jobs WHERE fingerprint = ? AND submitted_at >= ?
                 AND state NOT IN ('faulted', 'cancelled', 'expired', 'interrupted')
 ORDER BY submitted_at DESC, rowid DESC LIMIT 1
 """
 _SELECT_RECENT = """
 SELECT job_id, kind, api, grid, state, params, fingerprint, submitted_at, updated_at,
-       progress, result, files, error, note
-FROM jobs ORDER BY submitted_at DESC, rowid DESC LIMIT ?
-"""
-_SELECT_RECENT_OF_KIND = """
-SELECT job_id, kind, api, grid, state, params, fingerprint, submitted_at, updated_at,
-       progress, result, files, error, note
-FROM jobs WHERE kind = ? ORDER BY submitted_at DESC, rowid DESC LIMIT ?
+       progress, result, files, error, note, owner
+FROM jobs WHERE (? IS NULL OR owner = ?) AND (? IS NULL OR kind = ?)
+ORDER BY submitted_at DESC, rowid DESC LIMIT ?
 """
 _UPDATE = """
 UPDATE jobs SET state = ?, progress = ?, result = ?, files = ?, error = ?, note = ?, updated_at = ?
@@ -82,6 +78,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs (fingerprint, submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
 """
+# Jobs belong to the API key that submitted them (a hash of it, never the key).
+_SCHEMA_V2 = """
+ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, submitted_at);
+"""
 
 
 class LedgerError(RuntimeError):
@@ -105,6 +106,12 @@ class JobRecord(BaseModel):
     files: dict[str, str] = {}
     error: str | None = None
     note: str | None = None
+    owner: str = ""
+
+
+def key_identity(api_key: str | None) -> str:
+    """A stable, non-reversible tag of an API key: the owner of the jobs it submits."""
+    return hashlib.sha256(b"aipg-mcp identity:" + (api_key or "").encode()).hexdigest()[:16]
 
 
 def fingerprint(kind: JobKind, grid: str, params: Mapping[str, Any], identity: str) -> str:
@@ -135,8 +142,9 @@ class Ledger:
         grid: str,
         params: Mapping[str, Any],
         fingerprint: str,
+        owner: str = "",
     ) -> JobRecord:
-        """Remember a job the grid just accepted, as QUEUED.
+        """Remember a job the grid just accepted, as QUEUED, as belonging to ``owner``.
 
         A job id the ledger already holds is left as it is and its record returned, so recording
         twice never loses what was learnt about the job.
@@ -152,6 +160,7 @@ class Ledger:
             fingerprint=fingerprint,
             submitted_at=now,
             updated_at=now,
+            owner=owner,
         )
         with self._transaction() as conn:
             conn.execute(_INSERT, _to_row(record))
@@ -172,10 +181,14 @@ class Ledger:
             row = conn.execute(_SELECT_RECENT_LIVE, (fingerprint, since)).fetchone()
         return None if row is None else _from_row(row)
 
-    def get(self, job_id: str) -> JobRecord | None:
-        """The record of one job, or None if the ledger never saw it."""
+    def get(self, job_id: str, owner: str | None = None) -> JobRecord | None:
+        """The record of one job, or None if the ledger never saw it (or, with ``owner``, if
+        another owner's key submitted it)."""
         with self._transaction(write=False) as conn:
-            return _select_one(conn, job_id)
+            record = _select_one(conn, job_id)
+        if record is None or (owner is not None and record.owner != owner):
+            return None
+        return record
 
     def update(
         self,
@@ -225,15 +238,17 @@ class Ledger:
             )
         return updated
 
-    def recent(self, limit: int = 20, kind: JobKind | None = None) -> list[JobRecord]:
-        """The newest jobs first, at most ``limit`` of them, optionally of one kind."""
+    def recent(
+        self, limit: int = 20, kind: JobKind | None = None, owner: str | None = None
+    ) -> list[JobRecord]:
+        """The newest jobs first, at most ``limit`` of them, optionally of one kind or owner."""
         if limit <= 0:
             return []
+        kind_value = None if kind is None else str(kind)
         with self._transaction(write=False) as conn:
-            if kind is None:
-                rows = conn.execute(_SELECT_RECENT, (limit,)).fetchall()
-            else:
-                rows = conn.execute(_SELECT_RECENT_OF_KIND, (str(kind), limit)).fetchall()
+            rows = conn.execute(
+                _SELECT_RECENT, (owner, owner, kind_value, kind_value, limit)
+            ).fetchall()
         return [_from_row(row) for row in rows]
 
     def close(self) -> None:
@@ -308,10 +323,11 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                 f"this one reads {SCHEMA_VERSION}); upgrade aipg-mcp or set AIPG_DATA_DIR to "
                 "another folder"
             )
-        if version < 1:
-            for statement in _SCHEMA_V1.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        for step, schema in ((1, _SCHEMA_V1), (2, _SCHEMA_V2)):
+            if version < step:
+                for statement in schema.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.rollback()
@@ -375,13 +391,14 @@ def _to_row(record: JobRecord) -> tuple[Any, ...]:
         _dumps(record.files),
         record.error,
         record.note,
+        record.owner,
     )
 
 
 def _from_row(row: tuple[Any, ...]) -> JobRecord:
     """A record from column values in the order the queries name them."""
     (job_id, kind, api, grid, state, params, fp, submitted, updated) = row[:9]
-    progress, result, files, error, note = row[9:]
+    progress, result, files, error, note, owner = row[9:]
     return JobRecord(
         job_id=job_id,
         kind=JobKind(kind),
@@ -397,6 +414,7 @@ def _from_row(row: tuple[Any, ...]) -> JobRecord:
         files=json.loads(files) if files else {},
         error=error,
         note=note,
+        owner=owner,
     )
 
 

@@ -86,13 +86,14 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
                 "submitted_at": r.submitted_at,
                 "uri": f"aipg://jobs/{r.job_id}",
             }
-            for r in holder.get().ledger.recent(20)
+            for r in holder.get().ledger.recent(20, owner=holder.get().identity)
         ]
 
     @mcp.resource("aipg://jobs/{job_id}", title="Job record", mime_type="application/json")
     async def job(job_id: str) -> Any:
         """The ledger's record of one job: parameters, state, results and saved files."""
-        record = holder.get().ledger.get(job_id)
+        state = holder.get()
+        record = state.ledger.get(job_id, owner=state.identity)
         if record is None:
             raise ResourceNotFoundError(f"no job {job_id} in this server's ledger")
         return record.model_dump(mode="json", exclude_none=True)
@@ -100,10 +101,13 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
     @mcp.resource("aipg://images/{job_id}/{image_id}", title="Saved image", mime_type="image/webp")
     async def image(job_id: str, image_id: str) -> bytes:
         """A generated image as saved in the output folder (full size)."""
-        try:
-            data = holder.get().media.read(job_id, image_id)
-        except ValueError:
-            data = None
+        state = holder.get()
+        data = None
+        if state.ledger.get(job_id, owner=state.identity) is not None:
+            try:
+                data = state.media.read(job_id, image_id)
+            except ValueError:
+                data = None
         if data is None:
             raise ResourceNotFoundError(f"no saved image {image_id} of job {job_id}")
         return data

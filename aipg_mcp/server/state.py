@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,8 +11,9 @@ import anyio
 
 from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.select import BackendSelector
-from aipg_mcp.server.ledger import Ledger
+from aipg_mcp.server.ledger import Ledger, key_identity
 from aipg_mcp.server.media import MediaStore
+from aipg_mcp.server.session_config import SessionSelectors, current_session, grid_target
 from aipg_mcp.settings import Settings
 
 T = TypeVar("T")
@@ -60,10 +60,16 @@ class AppState:
     job_locks: dict[str, anyio.Lock] = field(default_factory=dict)
     # Fingerprints of submits whose answer was lost (the job may be running): not resent blindly.
     unknown_submits: dict[str, float] = field(default_factory=dict)
+    sessions: SessionSelectors = field(default_factory=SessionSelectors)
 
     async def grid(self) -> GridBackend:
-        """The backend for the configured grid (probed on first use when ``AIPG_API=auto``)."""
-        return await self.selector.get()
+        """The backend for the configured grid (probed on first use when ``AIPG_API=auto``), or
+        for the grid, API and key an HTTP session's configuration names."""
+        session = current_session()
+        if session is None or not session.names_grid:
+            return await self.selector.get()
+        selector = await self.sessions.selector_for(session, self.settings, self.selector)
+        return await selector.get()
 
     def job_lock(self, job_id: str) -> anyio.Lock:
         """Serialises saving one job's results between a waiting call and a background task."""
@@ -72,5 +78,4 @@ class AppState:
     @property
     def identity(self) -> str:
         """A stable, non-reversible tag of the API key, to keep different keys' jobs apart."""
-        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
-        return hashlib.sha256(b"aipg-mcp identity:" + key.encode()).hexdigest()[:16]
+        return key_identity(grid_target(self.settings, current_session()).api_key)

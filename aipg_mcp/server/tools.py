@@ -30,6 +30,7 @@ from aipg_mcp.grid.models import (
 from aipg_mcp.server.jobs import Delivery, JobRunner, describe_progress
 from aipg_mcp.server.media import MediaError, load_source_image
 from aipg_mcp.server.reports import JobReport, summary
+from aipg_mcp.server.session_config import session_settings
 from aipg_mcp.server.state import AppState
 
 log = logging.getLogger("aipg_mcp.server")
@@ -189,7 +190,7 @@ async def _source_image(state: AppState, spec: str, argument: str) -> str:
 
 
 def _wait(state: AppState, wait_seconds: float | None) -> float:
-    return state.settings.wait_seconds if wait_seconds is None else wait_seconds
+    return session_settings(state.settings).wait_seconds if wait_seconds is None else wait_seconds
 
 
 async def _runner(state: AppState) -> JobRunner:
@@ -234,7 +235,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         """
         state = _state(ctx)
         models = models or (
-            [state.settings.default_text_model] if state.settings.default_text_model else []
+            [model] if (model := session_settings(state.settings).default_text_model) else []
         )
         request = _request(
             lambda: TextRequest(
@@ -336,7 +337,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         if source_image:
             source = await _source_image(state, source_image, "source_image")
         models = models or (
-            [state.settings.default_image_model] if state.settings.default_image_model else []
+            [model] if (model := session_settings(state.settings).default_image_model) else []
         )
         full_prompt = f"{prompt} ### {negative_prompt}" if negative_prompt else prompt
         request = _request(
