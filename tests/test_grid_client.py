@@ -175,7 +175,7 @@ async def test_cancelling_the_wait_cancels_the_grid_job_once(
     assert grid.fake.count("image_cancel") == 1
     assert len(aborted) == 1 and aborted[0] is not None
     check = await backend.poll(JobKind.IMAGE, submission.job_id)
-    assert check.progress.state is JobState.DONE  # cancelled: nothing left waiting
+    assert check.progress.state is JobState.CANCELLED  # done on the grid, with nothing finished
 
 
 async def test_cancel_returns_counters_from_before(backend: HordeV2Backend) -> None:

@@ -380,3 +380,17 @@ async def test_jobs_are_kept_per_api_key(grid: Grid, settings: Settings) -> None
             (await mine_again.read_resource(f"aipg://jobs/{body['job_id']}")).contents[0].text  # type: ignore[union-attr]
         )
         assert record["params"]["prompt"] == "private words"
+
+
+async def test_cancel_whose_answer_was_lost_still_reads_cancelled(
+    grid: Grid, client: Client
+) -> None:
+    body = report(
+        await client.call_tool("generate_text", {"prompt": "never [fake:never]", "wait_seconds": 0})
+    )
+    if grid.api == "v2":
+        grid.fake.inject("text_cancel", drop=True)  # the grid cancels, the answer is lost
+    cancelled = report(await client.call_tool("cancel_job", {"job_id": body["job_id"]}))
+    assert cancelled["state"] == "cancelled"
+    status = report(await client.call_tool("get_status", {"job_id": body["job_id"]}))
+    assert status["state"] == "cancelled" and not status["texts"]

@@ -288,7 +288,9 @@ def _state(check: RequestStatusCheck) -> JobState:
     if check.faulted:
         return JobState.FAULTED
     if check.done:
-        return JobState.DONE
+        # Cancelling sets a request's remaining jobs to zero, so it reads as done; a request that
+        # really finished has at least one finished job.
+        return JobState.DONE if check.finished else JobState.CANCELLED
     if check.processing or check.finished:
         return JobState.PROCESSING
     return JobState.QUEUED

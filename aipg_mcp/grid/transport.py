@@ -126,7 +126,9 @@ class GridTransport:
 
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                # Keep every connection alive: a smaller keep-alive pool makes httpcore close
+                # all idle connections whenever more are open, a new handshake per request.
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
                 follow_redirects=False,
             )
         return self._client
