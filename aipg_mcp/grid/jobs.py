@@ -202,7 +202,7 @@ async def _cancel_shielded(
         with anyio.move_on_after(_CANCEL_SECONDS):
             try:
                 answer = await backend.cancel(kind, job_id)
-                log.info("cancelled %s job %s on the grid after the wait was aborted", kind, job_id)
+                log.info("cancelled %s job %s after the wait was aborted", kind, job_id)
             except GridError as exc:
                 log.warning("could not cancel %s job %s on the grid: %s", kind, job_id, exc)
         if on_abort is not None:
