@@ -45,6 +45,7 @@ from aipg_mcp.grid.errors import (
     v1_error_from_response,
 )
 from aipg_mcp.grid.horde_v2 import USER_AGENT
+from aipg_mcp.grid.images import image_data
 from aipg_mcp.grid.models import (
     ActiveModel,
     ImageRequest,
@@ -396,17 +397,9 @@ class AipgV1Backend:
         return job.result or JobResult(progress=job.progress(), error=NO_CANCEL_NOTE)
 
     async def image_bytes(self, image: ImageOutput) -> bytes:
-        if image.base64:
-            import base64
-            import binascii
-
-            try:
-                data = base64.b64decode(image.base64, validate=True)
-            except (binascii.Error, ValueError):
-                raise DownloadFailed(f"image {image.id} came back with corrupt base64") from None
-            if len(data) > self.max_image_bytes:
-                raise DownloadFailed(f"the image exceeds the {self.max_image_bytes}-byte cap")
-            return data
+        return await image_data(
+            self.transport, image, max_bytes=self.max_image_bytes, seconds=self.download_timeout
+        )
         if not image.url:
             raise DownloadFailed(f"image {image.id} has neither a URL nor image data")
         data, _ = await self.transport.download(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -33,6 +31,7 @@ from aipg_mcp.grid.errors import (
     SubmitOutcomeUnknown,
     UnexpectedResponse,
 )
+from aipg_mcp.grid.images import image_data
 from aipg_mcp.grid.models import (
     ANONYMOUS_KEY,
     ActiveModel,
@@ -194,18 +193,9 @@ class HordeV2Backend:
         return result
 
     async def image_bytes(self, image: ImageOutput) -> bytes:
-        if image.base64 is not None:
-            if image.base64 in ("", "N/A"):
-                raise DownloadFailed(f"the grid holds no image data for generation {image.id}")
-            try:
-                data = base64.b64decode(image.base64, validate=True)
-            except (binascii.Error, ValueError):
-                raise DownloadFailed(
-                    f"generation {image.id} came back with corrupt base64"
-                ) from None
-            if len(data) > self.max_image_bytes:
-                raise DownloadFailed(f"the image exceeds the {self.max_image_bytes}-byte cap")
-            return data
+        return await image_data(
+            self.transport, image, max_bytes=self.max_image_bytes, seconds=self.download_timeout
+        )
         if not image.url:
             raise DownloadFailed(f"generation {image.id} has neither a URL nor image data")
         data, _ = await self.transport.download(

@@ -197,6 +197,31 @@ async def _runner(state: AppState) -> JobRunner:
     return JobRunner(state, await _grid_call(state.grid()))
 
 
+async def _generate(
+    ctx: AppContext,
+    kind: JobKind,
+    request: TextRequest | ImageRequest | InterrogationRequest,
+    *,
+    wait_seconds: float | None,
+    new_job: bool,
+    inline: bool,
+) -> CallToolResult:
+    """Submit (or reuse) a job and wait for it within the budget, reporting progress."""
+    state = _state(ctx)
+    budget = _wait(state, wait_seconds)
+    delivery = await _grid_call(
+        (await _runner(state)).submit(
+            kind,
+            request,
+            new_job=new_job,
+            wait_seconds=budget,
+            inline=inline,
+            on_progress=_progress_sink(ctx, budget),
+        )
+    )
+    return _result(delivery)
+
+
 def register_tools(mcp: MCPServer[AppState]) -> None:
     """Add every tool to the server."""
 
@@ -253,18 +278,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                 ),
             )
         )
-        budget = _wait(state, wait_seconds)
-        delivery = await _grid_call(
-            (await _runner(state)).submit(
-                JobKind.TEXT,
-                request,
-                new_job=new_job,
-                wait_seconds=budget,
-                inline=False,
-                on_progress=_progress_sink(ctx, budget),
-            )
+        return await _generate(
+            ctx, JobKind.TEXT, request, wait_seconds=wait_seconds, new_job=new_job, inline=False
         )
-        return _result(delivery)
 
     @mcp.tool(title="Generate image", annotations=GENERATE, meta=RESULT_META)
     async def generate_image(
@@ -364,18 +380,14 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                 ),
             )
         )
-        budget = _wait(state, wait_seconds)
-        delivery = await _grid_call(
-            (await _runner(state)).submit(
-                JobKind.IMAGE,
-                request,
-                new_job=new_job,
-                wait_seconds=budget,
-                inline=inline_previews,
-                on_progress=_progress_sink(ctx, budget),
-            )
+        return await _generate(
+            ctx,
+            JobKind.IMAGE,
+            request,
+            wait_seconds=wait_seconds,
+            new_job=new_job,
+            inline=inline_previews,
         )
-        return _result(delivery)
 
     @mcp.tool(title="Caption image", annotations=GENERATE, meta=RESULT_META)
     async def caption_image(
@@ -406,18 +418,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                 forms=[InterrogationFormRequest(name=form) for form in dict.fromkeys(forms)],
             )
         )
-        budget = _wait(state, wait_seconds)
-        delivery = await _grid_call(
-            (await _runner(state)).submit(
-                JobKind.CAPTION,
-                request,
-                new_job=new_job,
-                wait_seconds=budget,
-                inline=False,
-                on_progress=_progress_sink(ctx, budget),
-            )
+        return await _generate(
+            ctx, JobKind.CAPTION, request, wait_seconds=wait_seconds, new_job=new_job, inline=False
         )
-        return _result(delivery)
 
     @mcp.tool(title="Job status", annotations=LOOKUP, meta=RESULT_META)
     async def get_status(
