@@ -25,7 +25,6 @@ from aipg_mcp.grid.base import (
     TextOutput,
 )
 from aipg_mcp.grid.errors import (
-    DownloadFailed,
     InvalidAPIKey,
     NotFound,
     SubmitOutcomeUnknown,
@@ -196,12 +195,6 @@ class HordeV2Backend:
         return await image_data(
             self.transport, image, max_bytes=self.max_image_bytes, seconds=self.download_timeout
         )
-        if not image.url:
-            raise DownloadFailed(f"generation {image.id} has neither a URL nor image data")
-        data, _ = await self.transport.download(
-            image.url, max_bytes=self.max_image_bytes, seconds=self.download_timeout
-        )
-        return data
 
     # ----------------------------------------------------------------------- lookups
 
