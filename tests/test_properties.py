@@ -117,3 +117,36 @@ def test_any_job_id_gets_an_answer_not_a_crash(tmp_path: Path, job_id: str) -> N
     assert is_error  # unknown everywhere (the grid is unreachable)
     assert text.strip() != "Error executing tool get_status"
     assert "Traceback" not in text
+
+
+REQUIRED = {
+    "generate_text": {"prompt": "hi"},
+    "generate_image": {"prompt": "a cat"},
+    "caption_image": {"image": "https://example.com/cat.png"},
+    "get_status": {"job_id": "abc"},
+    "cancel_job": {"job_id": "abc"},
+    "estimate_cost": {"kind": "image"},
+    "list_models": {},
+    "get_account": {},
+}
+WRONG_TYPE = {"nested": {"not": "what any argument takes"}}
+
+
+def test_every_argument_of_every_tool_rejects_a_wrong_type(tmp_path: Path) -> None:
+    async def run() -> list[str]:
+        failures: list[str] = []
+        async with Client(build_server(_settings(tmp_path))) as client:
+            tools = (await client.list_tools()).tools
+            assert {tool.name for tool in tools} == set(REQUIRED), (
+                "a tool was added or renamed: give it required arguments in REQUIRED"
+            )
+            for tool in tools:
+                for field in tool.input_schema.get("properties", {}):
+                    args = {**REQUIRED[tool.name], field: WRONG_TYPE}
+                    result = await client.call_tool(tool.name, args)
+                    text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
+                    if not result.is_error or field not in text or "could not reach" in text:
+                        failures.append(f"{tool.name}.{field}: {text[:120]!r}")
+        return failures
+
+    assert anyio.run(run) == []
