@@ -20,6 +20,7 @@ from aipg_mcp.grid.select import API_CHOICES, ApiChoice
 
 Transport = Literal["stdio", "http"]
 
+TRUST_PROXY_ENV = "AIPG_MCP_TRUST_PROXY"
 DEFAULT_WAIT_SECONDS = 40.0
 MAX_WAIT_SECONDS = 600.0
 
@@ -147,7 +148,7 @@ class Settings:
             settings.input_dirs = tuple(
                 Path(d).expanduser() for d in dirs.split(os.pathsep) if d.strip()
             )
-        settings.trust_proxy = env.get("AIPG_MCP_TRUST_PROXY", "").strip().lower() in {
+        settings.trust_proxy = env.get(TRUST_PROXY_ENV, "").strip().lower() in {
             "1",
             "true",
             "yes",

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.app import build_server
-from aipg_mcp.server.http import CORS_EXPOSED_HEADERS, build_http_app, trusts_proxy
+from aipg_mcp.server.http import CORS_EXPOSED_HEADERS, build_http_app
 from aipg_mcp.server.session_config import (
     SessionConfig,
     SessionConfigError,
@@ -360,47 +360,39 @@ async def test_session_key_and_grid_reach_the_grid(
     grid: Grid, settings: Settings, era: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A session's own key is used on the server's grid; on another grid the server's key
-    is never sent. Needs ``AppState.grid()`` to consume the session configuration."""
+    is never sent."""
     caplog.set_level(logging.DEBUG)
     grid.fake.add_user(SESSION_KEY, username="session#8", kudos=100.0)
-    wired = True
     async with running_grid("v2") as other, serving(build_server(settings), settings) as url:
         own = urlencode({"apiKey": SESSION_KEY})
         async with http_client(f"{url}/mcp?{own}", era) as client:
             account = await client.call_tool("get_account", {})
             assert account.structured_content, account
-            wired = account.structured_content["username"] != "tester#7"
-            if wired:
-                assert account.structured_content["username"] == "session#8"
-                text = await client.call_tool("generate_text", {"prompt": "hi", "max_length": 16})
-                assert text.structured_content and text.structured_content["state"] == "done"
-        if wired:
-            sent = [json.dumps(r.headers) for r in grid.fake.received]
-            assert any(SESSION_KEY in headers for headers in sent)
-            elsewhere = urlencode({"baseUrl": other.base_url})
-            async with http_client(f"{url}/mcp?{elsewhere}", era) as client:
-                account = await client.call_tool("get_account", {})
-                assert account.structured_content and account.structured_content["anonymous"]
-            sent = [json.dumps(r.headers) for r in other.fake.received]
-            assert sent and not any(API_KEY in headers for headers in sent)
+            assert account.structured_content["username"] == "session#8"
+            text = await client.call_tool("generate_text", {"prompt": "hi", "max_length": 16})
+            assert text.structured_content and text.structured_content["state"] == "done"
+        sent = [json.dumps(r.headers) for r in grid.fake.received]
+        assert any(SESSION_KEY in headers for headers in sent)
+        elsewhere = urlencode({"baseUrl": other.base_url})
+        async with http_client(f"{url}/mcp?{elsewhere}", era) as client:
+            account = await client.call_tool("get_account", {})
+            assert account.structured_content and account.structured_content["anonymous"]
+        sent = [json.dumps(r.headers) for r in other.fake.received]
+        assert sent and not any(API_KEY in headers for headers in sent)
     assert SESSION_KEY not in server_side_log(caplog)
-    if not wired:
-        pytest.xfail("AppState.grid() does not consume the HTTP session configuration yet")
 
 
 # ------------------------------------------------------------------------------ trust proxy
 
 
 def test_trust_proxy_opt_in_parsing() -> None:
-    assert trusts_proxy({"AIPG_MCP_TRUST_PROXY": "1"})
-    assert trusts_proxy({"AIPG_MCP_TRUST_PROXY": " True "})
-    assert not trusts_proxy({"AIPG_MCP_TRUST_PROXY": "0"})
-    assert not trusts_proxy({})
+    assert Settings.from_env({"AIPG_MCP_TRUST_PROXY": "1"}).trust_proxy
+    assert Settings.from_env({"AIPG_MCP_TRUST_PROXY": " True "}).trust_proxy
+    assert not Settings.from_env({"AIPG_MCP_TRUST_PROXY": "0"}).trust_proxy
+    assert not Settings.from_env({}).trust_proxy
 
 
-async def test_cors_only_behind_a_trusted_proxy(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+async def test_cors_only_behind_a_trusted_proxy(tmp_path: Path) -> None:
     settings = Settings(output_dir=tmp_path / "images", data_dir=tmp_path / "data")
     origin = {"Origin": "https://smithery.ai"}
     preflight = {
@@ -420,11 +412,10 @@ async def test_cors_only_behind_a_trusted_proxy(
         ):
             return await client.request(method, "/mcp", headers=headers)
 
-    monkeypatch.delenv("AIPG_MCP_TRUST_PROXY", raising=False)
     plain = await send(settings, "OPTIONS", preflight)
     assert "access-control-allow-origin" not in plain.headers
 
-    monkeypatch.setenv("AIPG_MCP_TRUST_PROXY", "1")
+    settings = replace(settings, trust_proxy=True)
     proxied = await send(settings, "OPTIONS", preflight)
     assert proxied.status_code == 200
     assert proxied.headers["access-control-allow-origin"] == "*"

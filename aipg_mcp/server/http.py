@@ -14,15 +14,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from mcp.server.transport_security import TransportSecuritySettings
 
 from aipg_mcp import __version__
 from aipg_mcp.server.session_config import MCP_PATH, SessionConfigMiddleware
-from aipg_mcp.settings import Settings
+from aipg_mcp.settings import TRUST_PROXY_ENV, Settings
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -36,20 +34,7 @@ log = logging.getLogger("aipg_mcp.server")
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 HEALTH_PATH = "/health"
-TRUST_PROXY_ENV = "AIPG_MCP_TRUST_PROXY"
 CORS_EXPOSED_HEADERS = ("mcp-session-id", "mcp-protocol-version")
-
-
-def trusts_proxy(env: Mapping[str, str] | None = None) -> bool:
-    """``AIPG_MCP_TRUST_PROXY=1``: an authenticating proxy stands in front of this server.
-
-    Only for deployments where nothing but that proxy can reach the port (Smithery's containers).
-    It lets a server bound beyond loopback run without its own bearer token and answers
-    cross-origin requests (CORS) as browser-based clients of such hosts need. A configured bearer
-    token is still required when set.
-    """
-    value = (os.environ if env is None else env).get(TRUST_PROXY_ENV, "")
-    return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 class BearerAuth:
@@ -121,7 +106,7 @@ def build_http_app(mcp: MCPServer[AppState], settings: Settings) -> ASGIApp:
     app = SessionConfigMiddleware(app, MCP_PATH)
     if settings.auth_token is not None:
         app = BearerAuth(app, settings.auth_token.get_secret_value())
-    if trusts_proxy():
+    if settings.trust_proxy:
         from starlette.middleware.cors import CORSMiddleware
 
         app = CORSMiddleware(
@@ -149,7 +134,7 @@ async def serve_http(mcp: MCPServer[AppState], settings: Settings) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    if trusts_proxy() and settings.auth_token is None and not settings.loopback:
+    if settings.trust_proxy and settings.auth_token is None and not settings.loopback:
         log.warning(
             "%s is set: serving without a bearer token; only an authenticating proxy in front "
             "may reach this port",
