@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+import yaml
 from mcp import Client
 
 from aipg_mcp import __version__
@@ -36,78 +37,7 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 REGISTRY_NAME = "io.github.aipg-mcp/aipg-mcp"
 
 
-# ------------------------------------------------------------------ a minimal YAML reader
-
-
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    if text.startswith('"'):
-        return json.loads(text)
-    if text.startswith("'"):
-        assert text.endswith("'"), text
-        return text[1:-1].replace("''", "'")
-    if text.startswith("["):
-        assert text.endswith("]"), text
-        inner = text[1:-1].strip()
-        return [_scalar(item) for item in inner.split(",")] if inner else []
-    if text in ("true", "false"):
-        return text == "true"
-    if text in ("null", "~"):
-        return None
-    for number in (int, float):
-        try:
-            return number(text)
-        except ValueError:
-            pass
-    return text
-
-
-def read_yaml(text: str) -> dict[str, Any]:
-    """The block-mapping subset of YAML that ``smithery.yaml`` is written in (no PyYAML here).
-
-    Nested mappings by indentation; plain, quoted, numeric, boolean and ``[a, b]`` values.
-    Anything else (block sequences, multi-line strings, anchors) fails loudly.
-    """
-    lines: list[tuple[int, str]] = []
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        assert not stripped.startswith(("- ", "&", "*")), f"unsupported YAML: {raw!r}"
-        lines.append((len(raw) - len(raw.lstrip(" ")), stripped))
-
-    def block(start: int, indent: int) -> tuple[dict[str, Any], int]:
-        mapping: dict[str, Any] = {}
-        i = start
-        while i < len(lines) and lines[i][0] == indent:
-            key, sep, rest = lines[i][1].partition(":")
-            assert sep and key.strip() == key and key, f"unsupported YAML: {lines[i][1]!r}"
-            rest = rest.strip()
-            assert rest[:1] not in ("|", ">", "{", "&", "*"), f"unsupported YAML: {rest!r}"
-            i += 1
-            if rest:
-                mapping[key] = _scalar(rest)
-            elif i < len(lines) and lines[i][0] > indent:
-                mapping[key], i = block(i, lines[i][0])
-            else:
-                mapping[key] = None
-        assert i == len(lines) or lines[i][0] < indent, f"bad indentation at {lines[i][1]!r}"
-        return mapping, i
-
-    document, end = block(0, 0)
-    assert end == len(lines)
-    return document
-
-
-SMITHERY = read_yaml((ROOT / "smithery.yaml").read_text())
-
-
-def test_yaml_reader_agrees_with_pyyaml_when_installed() -> None:
-    try:
-        import yaml  # type: ignore[import-untyped]
-    except ImportError:
-        pytest.skip("PyYAML is not installed; the minimal reader is used alone")
-    assert yaml.safe_load((ROOT / "smithery.yaml").read_text()) == SMITHERY
+SMITHERY: dict[str, Any] = yaml.safe_load((ROOT / "smithery.yaml").read_text())
 
 
 # ---------------------------------------------------------------------------- the CLI's help
