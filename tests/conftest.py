@@ -22,6 +22,18 @@ from aipg_mcp.settings import Settings
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 
 API_KEY = "test-key-0123456789"
+# The tools a user can rely on; a server may offer more (estimate_cost), never fewer.
+TOOL_NAMES = frozenset(
+    {
+        "generate_text",
+        "generate_image",
+        "caption_image",
+        "list_models",
+        "get_status",
+        "cancel_job",
+        "get_account",
+    }
+)
 
 _SUBMIT_ROUTES = {
     "v2": {"text": "text_async", "image": "image_async", "caption": "interrogate_async"},

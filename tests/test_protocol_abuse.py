@@ -17,7 +17,8 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from tests.conftest import API_KEY, Grid
+from aipg_mcp.server.http import MAX_REQUEST_BYTES
+from tests.conftest import API_KEY, TOOL_NAMES, Grid
 from tests.test_transports import (
     TOKEN,
     authed_client,
@@ -28,16 +29,8 @@ from tests.test_transports import (
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 PROTOCOL = "2025-11-25"
-EXPECTED_TOOLS = {
-    "generate_text",
-    "generate_image",
-    "caption_image",
-    "list_models",
-    "get_status",
-    "cancel_job",
-    "get_account",
-}
-MAX_BODY = 16 * 1024 * 1024
+
+MAX_BODY = MAX_REQUEST_BYTES
 REQUEST_TIMEOUT = 10  # seconds for any one HTTP exchange; a hang fails the test
 ACCEPT_BOTH = "application/json, text/event-stream"
 
@@ -174,14 +167,12 @@ async def test_http_survives_malformed_requests(http_server: str) -> None:  # no
             url, json={"jsonrpc": "2.0", "id": 9, "method": "tools/list"}, headers=session
         )
         [answer] = jsonrpc_messages(listed)
-        assert (
-            answer["id"] == 9 and {t["name"] for t in answer["result"]["tools"]} >= EXPECTED_TOOLS
-        )
+        assert answer["id"] == 9 and {t["name"] for t in answer["result"]["tools"]} >= TOOL_NAMES
 
     # And so does a fresh, well-behaved client.
     with anyio.fail_after(30):
         async with authed_client(http_server, "auto") as client:
-            assert {tool.name for tool in (await client.list_tools()).tools} >= EXPECTED_TOOLS
+            assert {tool.name for tool in (await client.list_tools()).tools} >= TOOL_NAMES
             models = await client.call_tool("list_models", {})
             assert not models.is_error, models.content
             assert models.structured_content and models.structured_content["models"]
@@ -279,7 +270,7 @@ async def test_stdio_survives_malformed_lines(grid: Grid, tmp_path: Path) -> Non
         assert init["result"]["serverInfo"]["name"]
         assert "tools" in init["result"]["capabilities"]
         names = {tool["name"] for tool in by_id[9]["result"]["tools"]}
-        assert names >= EXPECTED_TOOLS, names
+        assert names >= TOOL_NAMES, names
         assert process.returncode is None  # still serving
 
         await process.stdin.aclose()

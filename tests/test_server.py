@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from aipg_mcp.server.app import build_server
 from aipg_mcp.settings import Settings
-from tests.conftest import API_KEY, Grid
+from tests.conftest import API_KEY, TOOL_NAMES, Grid
 
 pytestmark = pytest.mark.anyio
 
@@ -69,15 +69,7 @@ def report(result: CallToolResult) -> dict[str, Any]:
 
 async def test_tools_are_listed_with_honest_annotations(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert {
-        "generate_text",
-        "generate_image",
-        "caption_image",
-        "list_models",
-        "get_status",
-        "cancel_job",
-        "get_account",
-    } <= set(tools)
+    assert set(TOOL_NAMES) <= set(tools)
     image = tools["generate_image"]
     assert image.annotations and image.annotations.idempotent_hint is False
     assert image.annotations.open_world_hint is True
