@@ -21,10 +21,12 @@ What it measures
     memory (``VmHWM`` of the server pid) and its memory before the run; the other grid
     requests per job (polls, downloads); the CPU seconds the server, the grid and the clients
     used (``/proc/<pid>/stat``, ``getrusage``) and the load average before the run, since other
-    work on the machine shifts every figure. Event-loop lag of the server cannot be read from outside the process, so its
-    proxy is measured instead: a separate process GETs ``/health`` every 50 ms during the whole
-    run and the distribution of those response times is reported, against the same measured
-    for 3 s with the server idle.
+    work on the machine shifts every figure. The server's event-loop lag is recorded from inside
+    it (``bench/harness.py serve``: a callback due every 10 ms notes how late it ran), idle for
+    3 s, while the clients connect and during the calls. From outside, a separate process GETs
+    ``/health`` every 50 ms during the whole run; those response times add an HTTP round trip
+    and any wait for a CPU, which the server and the probe share with the clients and the grid
+    on a small machine.
 
 How
     The fake grid (:mod:`aipg_mcp.testing`) runs in its own process (``bench/harness.py grid``)
@@ -41,7 +43,8 @@ How
 Targets
     - every call done, no error, and exactly one generation request per client on the grid;
     - the server's peak RSS under 200 MB;
-    - p99 of the ``/health`` response time during the run (the loop-lag proxy) under 50 ms.
+    - p99 of the server's event-loop lag during the calls under 50 ms, and every ``/health``
+      probe answered.
 
 Run
     ``python bench/load.py`` (200 clients on the Horde v2 fake, under a minute), or e.g.
@@ -173,7 +176,9 @@ async def bench(args: argparse.Namespace) -> bool:
             log_path=root / "grid.log",
         )
         grid.start()
-        server = ServerProcess(grid.server_base_url, args.api, root, wait_seconds=40)
+        server = ServerProcess(
+            grid.server_base_url, args.api, root, wait_seconds=40, lag_file=root / "lag.txt"
+        )
         try:
             await server.start()
             return await measure(args, grid, server)
@@ -212,6 +217,8 @@ async def measure(args: argparse.Namespace, grid: GridProcess, server: ServerPro
     run_until = time.time()
     cpu_end = {"server": server.cpu(), "grid": cpu_seconds(grid.pid), "clients": own_cpu()}
     samples = probe.stop()
+    await anyio.sleep(0.5)  # the server writes its lag samples four times a second
+    lag = server.lag_samples()
     peak = server.peak_rss_mb()
     rss_after = server.rss_mb()
     counts = await grid.counts()
@@ -221,6 +228,9 @@ async def measure(args: argparse.Namespace, grid: GridProcess, server: ServerPro
     loaded = [s[1] for s in samples if connected_at <= s[0] <= run_until and s[2]]
     during_connect = [s[1] for s in samples if idle_until <= s[0] < connected_at and s[2]]
     failed_probes = sum(1 for s in samples if not s[2] and s[0] >= idle_until)
+    lag_idle = [late for at, late in lag if at < idle_until]
+    lag_connect = [late for at, late in lag if idle_until <= at < connected_at]
+    lag_loaded = [late for at, late in lag if connected_at <= at <= run_until]
 
     by_prompt: dict[str, GridJob] = {job.prompt: job for job in jobs}
     added: dict[str, list[float]] = {era: [] for era in ERAS}
@@ -299,9 +309,13 @@ async def measure(args: argparse.Namespace, grid: GridProcess, server: ServerPro
         f"peak (VmHWM) {peak:.1f} MB; RSS {rss_before:.1f} MB before the run, "
         f"{rss_after:.1f} MB after",
     )
+    print("  event-loop lag, in the server: how late a callback due every 10 ms ran on its loop")
+    row(f"  idle, {IDLE_PROBE_SECONDS:g} s before", spread(lag_idle))
+    row("  while the clients connect", spread(lag_connect))
+    row("  during the calls", f"{spread(lag_loaded)} ({len(lag_loaded)} samples)")
     print(
-        "  event-loop lag, by proxy: /health response times, from another process every 50 ms "
-        "(the loop lag plus an HTTP round trip)"
+        "  /health response times, from another process every 50 ms (the loop lag plus an HTTP "
+        "round trip, plus any wait for a CPU the server and the probe share with the clients)"
     )
     row(f"  idle, {IDLE_PROBE_SECONDS:g} s before", spread(idle))
     row("  while the clients connect", spread(during_connect))
@@ -314,15 +328,17 @@ async def measure(args: argparse.Namespace, grid: GridProcess, server: ServerPro
 
     all_ok = not errors and done == len(runs) and submit_ok
     rss_ok = peak < RSS_TARGET_MB
-    lag_ok = bool(loaded) and percentile(loaded, 99) < LAG_TARGET_MS / 1000 and not failed_probes
+    lag_ok = bool(lag_loaded) and percentile(lag_loaded, 99) < LAG_TARGET_MS / 1000
+    health_ok = not failed_probes
     print("\nverdict:")
     print(f"  {verdict(all_ok)}: every call done, no error, one submit per client")
     print(f"  {verdict(rss_ok)}: peak RSS {peak:.1f} MB < {RSS_TARGET_MB:g} MB")
     print(
-        f"  {verdict(lag_ok)}: /health p99 during the calls "
-        f"{percentile(loaded, 99) * 1000:.0f} ms < {LAG_TARGET_MS:g} ms"
+        f"  {verdict(lag_ok)}: event-loop lag p99 during the calls "
+        f"{percentile(lag_loaded, 99) * 1000:.0f} ms < {LAG_TARGET_MS:g} ms"
     )
-    return all_ok and rss_ok and lag_ok
+    print(f"  {verdict(health_ok)}: /health answered every probe")
+    return all_ok and rss_ok and lag_ok and health_ok
 
 
 def main() -> None:
