@@ -16,10 +16,10 @@ Not a benchmark itself: it starts, watches and stops the processes the benchmark
   ``URL`` (the server's ``/health``) every 50 ms on one keep-alive connection and, when its
   stdin closes, prints every response time. The response time of a trivial route is the
   outside view of the server's event-loop lag.
-- ``python bench/harness.py serve --lag-file F ARGS``: the server (``aipg_mcp`` with
-  ``ARGS``) with its event-loop lag recorded from inside: a callback scheduled every 10 ms on the
-  server's own loop notes how late it ran, and the samples (epoch seconds, seconds late) go to
-  ``F``. :class:`ServerProcess` starts it this way when ``lag_file`` is set.
+- ``python bench/harness.py serve --loop-file F ARGS``: the server (``aipg_mcp`` with
+  ``ARGS``) with readings taken inside its event loop and written to ``F``: how late a
+  callback due every 10 ms ran (the loop lag) and, every second, how many asyncio tasks exist.
+  :class:`ServerProcess` starts it this way when ``loop_file`` is set.
 - :func:`connect`: an MCP client over Streamable HTTP, in either protocol era.
 """
 
@@ -131,7 +131,7 @@ class ServerProcess:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
-    lag_file: Path | None = None  # record the event-loop lag from inside (see serve_with_lag)
+    loop_file: Path | None = None  # readings from inside the loop (see serve_with_readings)
 
     @property
     def url(self) -> str:
@@ -173,19 +173,21 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         args = ["--transport", "http", "--port", str(self.port)]
-        if self.lag_file is not None:
-            return [sys.executable, str(HERE), "serve", "--lag-file", str(self.lag_file), *args]
+        if self.loop_file is not None:
+            return [sys.executable, str(HERE), "serve", "--loop-file", str(self.loop_file), *args]
         return [sys.executable, "-m", "aipg_mcp", *args]
 
-    def lag_samples(self) -> list[tuple[float, float]]:
-        """The in-process loop-lag samples so far: (epoch seconds, seconds late)."""
-        if self.lag_file is None or not self.lag_file.exists():
+    def loop_readings(self, kind: str) -> list[tuple[float, float]]:
+        """Readings from inside the server's loop so far, as (epoch seconds, value): ``"lag"``
+        (seconds late) or ``"tasks"`` (asyncio tasks alive). Written four times a second."""
+        if self.loop_file is None or not self.loop_file.exists():
             return []
-        samples = []
-        for line in self.lag_file.read_text().splitlines():
-            at, late = line.split()
-            samples.append((float(at), float(late)))
-        return samples
+        readings = []
+        for line in self.loop_file.read_text().splitlines():
+            what, at, value = line.split()
+            if what == kind:
+                readings.append((float(at), float(value)))
+        return readings
 
     async def start(self, timeout: float = 30.0) -> None:
         """Spawn the server (on a new free port unless one is set) and wait for ``/health``."""
@@ -547,42 +549,49 @@ def probe(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- loop lag, in process
 
 LAG_TICK = 0.01
+TASKS_EVERY = 100  # ticks: once a second
 
 
-def serve_with_lag(args: argparse.Namespace) -> int:
-    """Run the server (``aipg_mcp``'s own ``main``) with its event-loop lag recorded.
+def serve_with_readings(args: argparse.Namespace) -> int:
+    """Run the server (``aipg_mcp``'s own ``main``) with readings taken inside its event loop.
 
     Every event loop the process creates gets a callback that reschedules itself every
     :data:`LAG_TICK` s and notes how late it ran: the time any ready work waited for the loop,
     however the loop was held up (a long callback, a garbage-collector pass, the process not
-    getting a CPU). A thread appends the samples to ``args.lag_file`` four times a second.
+    getting a CPU). Once a second it also counts the loop's asyncio tasks. A thread appends the
+    readings to ``args.loop_file`` four times a second, as ``lag|tasks EPOCH VALUE`` lines.
     """
     import asyncio
 
     from aipg_mcp.cli import main as server_main
 
-    samples: list[tuple[float, float]] = []
+    readings: list[tuple[str, float, float]] = []
+    ticks = 0
 
     def tick(loop: asyncio.AbstractEventLoop, due: float) -> None:
+        nonlocal ticks
         now = loop.time()
-        samples.append((time.time(), max(0.0, now - due)))
+        readings.append(("lag", time.time(), max(0.0, now - due)))
+        ticks += 1
+        if ticks % TASKS_EVERY == 0:
+            readings.append(("tasks", time.time(), len(asyncio.all_tasks(loop))))
         loop.call_at(now + LAG_TICK, tick, loop, now + LAG_TICK)
 
-    class LagRecordingPolicy(asyncio.DefaultEventLoopPolicy):
+    class ReadingPolicy(asyncio.DefaultEventLoopPolicy):
         def new_event_loop(self) -> asyncio.AbstractEventLoop:
             loop = super().new_event_loop()
             loop.call_soon(tick, loop, loop.time())
             return loop
 
     def write() -> None:
-        with open(args.lag_file, "a", buffering=1) as out:
+        with open(args.loop_file, "a", buffering=1) as out:
             while True:
                 time.sleep(0.25)
-                taken = len(samples)
-                out.write("".join(f"{at:.4f} {late:.5f}\n" for at, late in samples[:taken]))
-                del samples[:taken]
+                taken = len(readings)
+                out.write("".join(f"{w} {at:.4f} {v:.5f}\n" for w, at, v in readings[:taken]))
+                del readings[:taken]
 
-    asyncio.set_event_loop_policy(LagRecordingPolicy())
+    asyncio.set_event_loop_policy(ReadingPolicy())
     threading.Thread(target=write, daemon=True).start()
     return server_main(args.server_args)
 
@@ -606,14 +615,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     watch = commands.add_parser("probe", help="time GETs of a URL until stdin closes")
     watch.add_argument("url")
     watch.add_argument("--interval", type=float, default=0.05)
-    serve = commands.add_parser("serve", help="run aipg_mcp with its loop lag recorded")
-    serve.add_argument("--lag-file", type=Path, required=True)
+    serve = commands.add_parser("serve", help="run aipg_mcp with readings from inside its loop")
+    serve.add_argument("--loop-file", type=Path, required=True)
     args, server_args = parser.parse_known_args(argv)
     if args.command == "serve":
         args.server_args = server_args  # everything else is aipg_mcp's
     elif server_args:
         parser.error(f"unrecognized arguments: {' '.join(server_args)}")
-    commands_run = {"grid": serve_grid, "probe": probe, "serve": serve_with_lag}
+    commands_run = {"grid": serve_grid, "probe": probe, "serve": serve_with_readings}
     return commands_run[args.command](args)
 
 

@@ -177,7 +177,7 @@ async def bench(args: argparse.Namespace) -> bool:
         )
         grid.start()
         server = ServerProcess(
-            grid.server_base_url, args.api, root, wait_seconds=40, lag_file=root / "lag.txt"
+            grid.server_base_url, args.api, root, wait_seconds=40, loop_file=root / "loop.txt"
         )
         try:
             await server.start()
@@ -217,8 +217,8 @@ async def measure(args: argparse.Namespace, grid: GridProcess, server: ServerPro
     run_until = time.time()
     cpu_end = {"server": server.cpu(), "grid": cpu_seconds(grid.pid), "clients": own_cpu()}
     samples = probe.stop()
-    await anyio.sleep(0.5)  # the server writes its lag samples four times a second
-    lag = server.lag_samples()
+    await anyio.sleep(0.5)  # the server writes its loop readings four times a second
+    lag = server.loop_readings("lag")
     peak = server.peak_rss_mb()
     rss_after = server.rss_mb()
     counts = await grid.counts()

@@ -18,8 +18,8 @@ What it measures
     at the start (after a warm-up, clients connected) and at the end (the same clients
     connected, after the final sweep), each read after 6 s idle and one grid lookup, so idle
     keep-alive connections have expired; and a consistency check of the job ledger against
-    the grid's own record. asyncio tasks cannot be counted from outside the process: the
-    descriptors, threads and memory stand in for them.
+    the grid's own record; and the server's asyncio tasks, counted inside its event loop once a
+    second (``bench/harness.py serve``), read at the same two moments as the descriptors.
 
     The ledger check: when the run ends the faults are cleared, the grid is let finish its
     jobs, and every job id the clients were given is looked at once more with ``get_status``
@@ -44,6 +44,7 @@ Targets
     - memory growth from the first to the last minute under 5% (needs ``--minutes`` >= 2 to
       mean anything: with one minute both windows are the same samples);
     - no descriptor leak: at most 2 more open descriptors at the end than at the start;
+    - no task leak: at most 2 more asyncio tasks at the end than at the start;
     - a consistent ledger, and no API key in it;
     - no call hangs (each is cut after 150 s and counted as an error). Tool errors caused by
       the injected faults are counted and shown, not judged.
@@ -86,6 +87,7 @@ SAMPLE_SECONDS = 10.0
 CALL_LIMIT_SECONDS = 150.0
 GROWTH_TARGET = 0.05
 FD_SLACK = 2
+TASK_SLACK = 2
 IDLE_BEFORE_FDS = 6.0
 FINAL_STATES = {"done", "faulted", "cancelled", "expired", "interrupted"}
 OPS = ("generate_text", "generate_image", "get_status", "list_models", "cancel_job")
@@ -263,12 +265,18 @@ def read_threads(pid: int) -> int:
     return 0
 
 
-async def settled_fds(server: ServerProcess, session: Any) -> Counter[str]:
-    """Open descriptors after 6 s idle and one grid lookup (which drops expired keep-alives)."""
+async def settled(server: ServerProcess, session: Any) -> tuple[Counter[str], int]:
+    """Open descriptors and asyncio tasks after 6 s idle and one grid lookup (which drops
+    expired keep-alives); the task count is the first one the server took after the lookup."""
     await anyio.sleep(IDLE_BEFORE_FDS)
     await session.call_tool("get_account", {})
+    looked = time.time()
     await anyio.sleep(0.5)
-    return server.fds()
+    fds = server.fds()
+    with anyio.fail_after(5):
+        while not (counts := [n for at, n in server.loop_readings("tasks") if at > looked]):
+            await anyio.sleep(0.25)
+    return fds, int(counts[0])
 
 
 # --------------------------------------------------------------------------------- ledger
@@ -447,7 +455,7 @@ async def bench(args: argparse.Namespace) -> bool:
             log_path=root / "grid.log",
         )
         grid.start()
-        server = ServerProcess(grid.server_base_url, args.api, root)
+        server = ServerProcess(grid.server_base_url, args.api, root, loop_file=root / "loop.txt")
         try:
             await server.start()
             return await soak_run(args, grid, server)
@@ -467,7 +475,7 @@ async def soak_run(args: argparse.Namespace, grid: GridProcess, server: ServerPr
         ]
         await warm_up(soak, sessions[0])
         warm_calls = len(soak.calls)
-        fds_start = await settled_fds(server, sessions[0])
+        fds_start, tasks_start = await settled(server, sessions[0])
         threads_start = read_threads(server.pid)
 
         samples: list[Sample] = []
@@ -509,7 +517,7 @@ async def soak_run(args: argparse.Namespace, grid: GridProcess, server: ServerPr
                 )
             sweep_states[report.get("state", "error")] += 1
             sweep_errors += not report
-        fds_end = await settled_fds(server, sessions[0])
+        fds_end, tasks_end = await settled(server, sessions[0])
         threads_end = read_threads(server.pid)
     await anyio.sleep(3)
     fds_closed = server.fds()
@@ -570,6 +578,7 @@ async def soak_run(args: argparse.Namespace, grid: GridProcess, server: ServerPr
     print(f"  open descriptors at the start: {fds_total(fds_start)}")
     print(f"  open descriptors at the end:   {fds_total(fds_end)}")
     print(f"  after the clients disconnected: {fds_total(fds_closed)}")
+    print(f"  asyncio tasks: {tasks_start} at the start, {tasks_end} at the end")
     print(f"  server exit after SIGTERM: {exit_code} (-15: uvicorn re-raises the signal)")
 
     print(
@@ -599,6 +608,7 @@ async def soak_run(args: argparse.Namespace, grid: GridProcess, server: ServerPr
 
     growth_ok = growth < GROWTH_TARGET
     fd_ok = sum(fds_end.values()) <= sum(fds_start.values()) + FD_SLACK
+    tasks_ok = tasks_end <= tasks_start + TASK_SLACK
     ledger_ok = all(not c.problems for c in checks) and not leaks
     calls_ok = not hung and not sweep_errors
     print("\nverdict:")
@@ -607,9 +617,12 @@ async def soak_run(args: argparse.Namespace, grid: GridProcess, server: ServerPr
         f"  {verdict(fd_ok)}: open descriptors {sum(fds_start.values())} -> "
         f"{sum(fds_end.values())} (at most +{FD_SLACK})"
     )
+    print(
+        f"  {verdict(tasks_ok)}: asyncio tasks {tasks_start} -> {tasks_end} (at most +{TASK_SLACK})"
+    )
     print(f"  {verdict(ledger_ok)}: the ledger agrees with the grid and holds no key")
     print(f"  {verdict(calls_ok)}: no call hung ({hung}), every job answered the sweep")
-    return growth_ok and fd_ok and ledger_ok and calls_ok
+    return growth_ok and fd_ok and tasks_ok and ledger_ok and calls_ok
 
 
 def fds_total(kinds: Counter[str]) -> str:

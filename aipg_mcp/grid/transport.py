@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -93,24 +94,34 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-# Short API calls in flight at once. httpcore's pool does work quadratic in its connection count
-# on every request, and more per request waiting inside it, so short calls wait in our own
-# limiter and the pool stays small. Against a real grid 16 calls of ~0.2 s are ~80 per second,
-# beyond what its rate limits allow one client.
-SHORT_CALLS = 16
-# Connections for calls that last as long as a job: streams, blocking submits, downloads.
-LONG_CONNECTIONS = 100
+class Lane(StrEnum):
+    """The kinds of grid call, each with a connection pool of its own."""
+
+    SHORT = "short"  # API calls answered at once: reads, cancels, submits that queue a job
+    DOWNLOAD = "download"  # result files
+    LONG = "long"  # calls that last as long as a job: streamed answers, blocking submits
+
+
+# Calls in flight at once per lane. httpcore's pool does work quadratic in its connection count
+# whenever a request starts or ends, and more for each request waiting inside it, so calls wait
+# in a limiter of ours and each pool stays small. Against a real grid 16 short calls of ~0.2 s
+# are ~80 a second, beyond what its rate limits allow one client.
+LANE_CALLS = {Lane.SHORT: 16, Lane.DOWNLOAD: 16, Lane.LONG: 100}
+
+
+@dataclass
+class _Pool:
+    client: httpx.AsyncClient
+    slots: anyio.CapacityLimiter
 
 
 class GridTransport:
-    """Sends grid calls through two lazily created ``httpx.AsyncClient`` lanes.
+    """Sends grid calls through lazily created ``httpx.AsyncClient`` pools, one per :class:`Lane`.
 
-    Short API calls (reads, cancels, submits that answer at once) share a small pool behind a
-    limiter; calls that last as long as a job (streamed answers, blocking submits, downloads)
-    have a pool of their own, so they never hold up a poll. The clients are created on first
-    use, so importing and starting the server stays fast. The API key travels only in the
-    ``apikey`` header of API calls, never to download URLs and never into an exception or log
-    line.
+    A poll never waits behind a download or a streamed answer, and each pool holds at most its
+    lane's :data:`LANE_CALLS` connections. The clients are created on first use, so importing
+    and starting the server stays fast. The API key travels only in the ``apikey`` header of API
+    calls, never to download URLs and never into an exception or log line.
     """
 
     def __init__(
@@ -129,12 +140,25 @@ class GridTransport:
         self.user_agent = user_agent
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
-        self._short: httpx.AsyncClient | None = None
-        self._long: httpx.AsyncClient | None = None
-        self._short_slots: anyio.CapacityLimiter | None = None
+        self._pools: dict[Lane, _Pool] = {}
 
     def __repr__(self) -> str:
         return f"GridTransport(user_agent={self.user_agent!r})"
+
+    @asynccontextmanager
+    async def _lane(self, lane: Lane) -> AsyncIterator[httpx.AsyncClient]:
+        """The lane's client, holding one of its slots for the duration of the call."""
+        if not self._pools:
+            # Importing httpx and loading the CA bundle take tens of milliseconds: off the loop.
+            tls = await anyio.to_thread.run_sync(_tls_context)
+            if not self._pools:
+                self._pools = {
+                    name: _Pool(self._client(calls, tls), anyio.CapacityLimiter(calls))
+                    for name, calls in LANE_CALLS.items()
+                }
+        pool = self._pools[lane]
+        async with pool.slots:
+            yield pool.client
 
     def _client(self, connections: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
         import httpx
@@ -148,33 +172,10 @@ class GridTransport:
             follow_redirects=False,
         )
 
-    async def _open(self) -> tuple[httpx.AsyncClient, httpx.AsyncClient, anyio.CapacityLimiter]:
-        """Both lanes, created on first use (importing httpx and loading CA certificates take
-        tens of milliseconds, so that happens in a worker thread, not on the event loop)."""
-        if self._short is None or self._long is None or self._short_slots is None:
-            tls = await anyio.to_thread.run_sync(_tls_context)
-            if self._short is None or self._long is None or self._short_slots is None:
-                self._short = self._client(SHORT_CALLS, tls)
-                self._long = self._client(LONG_CONNECTIONS, tls)
-                self._short_slots = anyio.CapacityLimiter(SHORT_CALLS)
-        return self._short, self._long, self._short_slots
-
-    @asynccontextmanager
-    async def _short_lane(self) -> AsyncIterator[httpx.AsyncClient]:
-        """The short-call client, holding one of its :data:`SHORT_CALLS` slots."""
-        client, _, slots = await self._open()
-        async with slots:
-            yield client
-
-    async def _long_lane(self) -> httpx.AsyncClient:
-        return (await self._open())[1]
-
     async def aclose(self) -> None:
-        for client in (self._short, self._long):
-            if client is not None:
-                await client.aclose()
-        self._short = self._long = None
-        self._short_slots = None
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            await pool.client.aclose()
 
     def _headers(self, *, with_key: bool) -> dict[str, str]:
         headers = {"Client-Agent": self.user_agent, "User-Agent": self.user_agent}
@@ -246,11 +247,7 @@ class GridTransport:
 
         headers = self._headers(with_key=True)
         timeout = httpx.Timeout(read, connect=self.timeouts.connect)
-        if blocking:
-            return await (await self._long_lane()).post(
-                url, json=body, headers=headers, timeout=timeout
-            )
-        async with self._short_lane() as client:
+        async with self._lane(Lane.LONG if blocking else Lane.SHORT) as client:
             return await client.post(url, json=body, headers=headers, timeout=timeout)
 
     async def _retrying(
@@ -270,7 +267,7 @@ class GridTransport:
         while True:
             attempt += 1
             try:
-                async with self._short_lane() as client:
+                async with self._lane(Lane.SHORT) as client:
                     response = await client.request(
                         method, url, params=params, headers=self._headers(with_key=with_key)
                     )
@@ -302,13 +299,16 @@ class GridTransport:
         import httpx
 
         try:
-            async with (await self._long_lane()).stream(
-                "POST",
-                url,
-                json=body,
-                headers=self._headers(with_key=True),
-                timeout=httpx.Timeout(read_timeout, connect=self.timeouts.connect),
-            ) as response:
+            async with (
+                self._lane(Lane.LONG) as client,
+                client.stream(
+                    "POST",
+                    url,
+                    json=body,
+                    headers=self._headers(with_key=True),
+                    timeout=httpx.Timeout(read_timeout, connect=self.timeouts.connect),
+                ) as response,
+            ):
                 if not response.is_success:
                     await response.aread()
                     raise self._error_for(response, job_route=False)
@@ -332,9 +332,12 @@ class GridTransport:
 
         try:
             with anyio.fail_after(seconds):
-                async with (await self._long_lane()).stream(
-                    "GET", url, headers=self._headers(with_key=False), follow_redirects=True
-                ) as response:
+                async with (
+                    self._lane(Lane.DOWNLOAD) as client,
+                    client.stream(
+                        "GET", url, headers=self._headers(with_key=False), follow_redirects=True
+                    ) as response,
+                ):
                     if not response.is_success:
                         raise DownloadFailed(
                             f"the image URL answered HTTP {response.status_code}",
