@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -49,6 +50,12 @@ class LookupCache:
 
 
 @dataclass
+class _JobLock:
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    users: int = 0  # holding or waiting
+
+
+@dataclass
 class AppState:
     """Shared by every tool call and resource read of one server process."""
 
@@ -57,7 +64,7 @@ class AppState:
     ledger: Ledger
     media: MediaStore
     cache: LookupCache = field(default_factory=LookupCache)
-    job_locks: dict[str, anyio.Lock] = field(default_factory=dict)
+    job_locks: dict[str, _JobLock] = field(default_factory=dict)
     # Fingerprints of submits whose answer was lost (the job may be running): not resent blindly.
     unknown_submits: dict[str, float] = field(default_factory=dict)
     sessions: SessionSelectors = field(default_factory=SessionSelectors)
@@ -71,9 +78,24 @@ class AppState:
         selector = await self.sessions.selector_for(session, self.settings, self.selector)
         return await selector.get()
 
-    def job_lock(self, job_id: str) -> anyio.Lock:
-        """Serialises saving one job's results between a waiting call and a background task."""
-        return self.job_locks.setdefault(job_id, anyio.Lock())
+    @asynccontextmanager
+    async def job_lock(self, job_id: str) -> AsyncIterator[None]:
+        """Serialises saving one job's results between a waiting call and a background task.
+
+        A job's lock exists only while someone holds or waits for it, so a long-running server
+        does not keep one per job it ever saw.
+        """
+        entry = self.job_locks.get(job_id)
+        if entry is None:
+            entry = self.job_locks[job_id] = _JobLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self.job_locks[job_id]
 
     @property
     def identity(self) -> str:
