@@ -225,10 +225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.transport == "http":
         from aipg_mcp.server.http import serve_http
 
-        anyio.run(serve_http, server, settings)
+        anyio.run(serve_http, server, settings, backend_options=_http_loop_options())
     else:
         anyio.run(server.run_stdio_async)
     return 0
+
+
+def _http_loop_options() -> dict[str, bool]:
+    """uvloop for the HTTP server where it is installed (every platform but Windows): with a few
+    hundred sessions its event loop answers in about half the time asyncio's does."""
+    import importlib.util
+
+    return {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
 
 
 def _keep_full_collections_rare() -> None:

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -555,7 +555,8 @@ TASKS_EVERY = 100  # ticks: once a second
 def serve_with_readings(args: argparse.Namespace) -> int:
     """Run the server (``aipg_mcp``'s own ``main``) with readings taken inside its event loop.
 
-    Every event loop the process creates gets a callback that reschedules itself every
+    Every event loop the process creates (asyncio's or uvloop's) gets a callback that reschedules
+    itself every
     :data:`LAG_TICK` s and notes how late it ran: the time any ready work waited for the loop,
     however the loop was held up (a long callback, a garbage-collector pass, the process not
     getting a CPU). Once a second it also counts the loop's asyncio tasks. A thread appends the
@@ -577,11 +578,14 @@ def serve_with_readings(args: argparse.Namespace) -> int:
             readings.append(("tasks", time.time(), len(asyncio.all_tasks(loop))))
         loop.call_at(now + LAG_TICK, tick, loop, now + LAG_TICK)
 
+    def ticking(factory: Callable[[], asyncio.AbstractEventLoop]) -> asyncio.AbstractEventLoop:
+        loop = factory()
+        loop.call_soon(tick, loop, loop.time())
+        return loop
+
     class ReadingPolicy(asyncio.DefaultEventLoopPolicy):
         def new_event_loop(self) -> asyncio.AbstractEventLoop:
-            loop = super().new_event_loop()
-            loop.call_soon(tick, loop, loop.time())
-            return loop
+            return ticking(super().new_event_loop)
 
     def write() -> None:
         with open(args.loop_file, "a", buffering=1) as out:
@@ -592,6 +596,11 @@ def serve_with_readings(args: argparse.Namespace) -> int:
                 del readings[:taken]
 
     asyncio.set_event_loop_policy(ReadingPolicy())
+    with contextlib.suppress(ImportError):  # the server runs on uvloop where it is installed
+        import uvloop
+
+        plain_uvloop = uvloop.new_event_loop
+        uvloop.new_event_loop = lambda: ticking(plain_uvloop)  # type: ignore[assignment]
     threading.Thread(target=write, daemon=True).start()
     return server_main(args.server_args)
 

@@ -11,6 +11,7 @@ Requests to ``/mcp`` may carry a per-session configuration in their query string
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -140,5 +141,11 @@ async def serve_http(mcp: MCPServer[AppState], settings: Settings) -> None:
             "may reach this port",
             TRUST_PROXY_ENV,
         )
-    log.info("serving MCP at http://%s:%d%s", settings.host, settings.port, MCP_PATH)
+    log.info(
+        "serving MCP at http://%s:%d%s (event loop: %s)",
+        settings.host,
+        settings.port,
+        MCP_PATH,
+        type(asyncio.get_running_loop()).__module__.split(".")[0],
+    )
     await server.serve()
