@@ -37,6 +37,9 @@ environment (a flag of the same meaning wins):
   AIPG_MCP_TRUST_PROXY  1: an authenticating proxy in front is the only way in (Smithery);
                         HTTP beyond loopback then runs without a bearer token
   AIPG_MCP_ALLOWED_HOSTS  Host names accepted in HTTP mode, comma-separated
+  AIPG_MCP_SESSION_GRIDS  grids an HTTP session's baseUrl may name besides the server's own:
+                        http(s) origins, comma-separated, or * for any (default: the public
+                        AI Power Grid and AI Horde hosts)
   AIPG_LOG_LEVEL        DEBUG, INFO, WARNING or ERROR (logs go to stderr)
 """
 

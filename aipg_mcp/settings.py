@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -21,6 +22,9 @@ from aipg_mcp.grid.select import API_CHOICES, ApiChoice
 Transport = Literal["stdio", "http"]
 
 TRUST_PROXY_ENV = "AIPG_MCP_TRUST_PROXY"
+SESSION_GRIDS_ENV = "AIPG_MCP_SESSION_GRIDS"
+PUBLIC_GRIDS = ("https://api.aipowergrid.io", "https://aihorde.net", "https://stablehorde.net")
+"""The grids an HTTP session may name by default, besides the server's own."""
 DEFAULT_WAIT_SECONDS = 40.0
 MAX_WAIT_SECONDS = 600.0
 
@@ -62,6 +66,8 @@ class Settings:
     log_level: str = "INFO"
     input_dirs: tuple[Path, ...] | None = None
     trust_proxy: bool = False
+    session_grids: tuple[str, ...] = PUBLIC_GRIDS
+    """Origins an HTTP session's ``baseUrl`` may name besides the server's own grid; ``*`` any."""
 
     def __repr__(self) -> str:
         return (
@@ -85,6 +91,17 @@ class Settings:
         if extra is None:
             extra = (Path.home(),) if self.transport == "stdio" else ()
         return (*extra, self.output_dir)
+
+    def session_may_use(self, base_url: str) -> bool:
+        """Whether an HTTP session may point this server at ``base_url``.
+
+        Only the server's own grid and the origins of ``session_grids`` are allowed, so a
+        caller cannot make the server send requests to its private network or cloud metadata.
+        """
+        if "*" in self.session_grids:
+            return True
+        wanted = origin(base_url)
+        return wanted == origin(self.base_url) or wanted in {origin(g) for g in self.session_grids}
 
     @property
     def loopback(self) -> bool:
@@ -154,6 +171,8 @@ class Settings:
             "yes",
             "on",
         }
+        if grids := env.get(SESSION_GRIDS_ENV, "").strip():
+            settings.session_grids = parse_session_grids(grids)
         if level := env.get("AIPG_LOG_LEVEL", "").strip():
             settings.log_level = level.upper()
         return settings
@@ -165,6 +184,30 @@ def parse_api(value: str) -> ApiChoice:
         if choice == value.lower():
             return choice
     raise SettingsError(f"AIPG_API must be one of {', '.join(API_CHOICES)}; got {value!r}")
+
+
+def parse_session_grids(value: str) -> tuple[str, ...]:
+    """``AIPG_MCP_SESSION_GRIDS``: comma-separated http(s) origins, or ``*`` for any grid."""
+    grids = tuple(g.strip().rstrip("/") for g in value.split(",") if g.strip())
+    for grid in grids:
+        if grid != "*" and (not grid.startswith(("http://", "https://")) or origin(grid) is None):
+            raise SettingsError(
+                f"{SESSION_GRIDS_ENV} must list http(s) origins such as https://aihorde.net, "
+                f"comma-separated, or be *; got {grid!r}"
+            )
+    return grids
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the default port filled in; None if it has none."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
 
 
 def _number(name: str, value: str) -> float:

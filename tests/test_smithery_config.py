@@ -36,7 +36,7 @@ from aipg_mcp.server.session_config import (
     parse_query,
     session_settings,
 )
-from aipg_mcp.settings import Settings
+from aipg_mcp.settings import Settings, SettingsError
 from tests.conftest import API_KEY, Grid, running_grid
 
 pytestmark = pytest.mark.anyio
@@ -327,7 +327,11 @@ async def test_tools_see_the_session_config_in_both_eras(
             "has_key": bool(config and config.api_key),
         }
 
-    settings = Settings(output_dir=tmp_path / "images", data_dir=tmp_path / "data")
+    settings = Settings(
+        output_dir=tmp_path / "images",
+        data_dir=tmp_path / "data",
+        session_grids=("https://g.example", "https://h.example:443"),
+    )
     async with serving(probe, settings) as url:
         query = urlencode({"apiKey": SESSION_KEY, "baseUrl": "https://g.example"})
         async with http_client(f"{url}/mcp?{query}", era) as client:
@@ -363,23 +367,81 @@ async def test_session_key_and_grid_reach_the_grid(
     is never sent."""
     caplog.set_level(logging.DEBUG)
     grid.fake.add_user(SESSION_KEY, username="session#8", kudos=100.0)
-    async with running_grid("v2") as other, serving(build_server(settings), settings) as url:
-        own = urlencode({"apiKey": SESSION_KEY})
-        async with http_client(f"{url}/mcp?{own}", era) as client:
-            account = await client.call_tool("get_account", {})
-            assert account.structured_content, account
-            assert account.structured_content["username"] == "session#8"
-            text = await client.call_tool("generate_text", {"prompt": "hi", "max_length": 16})
-            assert text.structured_content and text.structured_content["state"] == "done"
-        sent = [json.dumps(r.headers) for r in grid.fake.received]
-        assert any(SESSION_KEY in headers for headers in sent)
-        elsewhere = urlencode({"baseUrl": other.base_url})
-        async with http_client(f"{url}/mcp?{elsewhere}", era) as client:
-            account = await client.call_tool("get_account", {})
-            assert account.structured_content and account.structured_content["anonymous"]
-        sent = [json.dumps(r.headers) for r in other.fake.received]
-        assert sent and not any(API_KEY in headers for headers in sent)
+    async with running_grid("v2") as other:
+        settings.session_grids = (other.base_url,)
+        async with serving(build_server(settings), settings) as url:
+            await check_session_key_and_grid(grid, other, url, era)
     assert SESSION_KEY not in server_side_log(caplog)
+
+
+async def check_session_key_and_grid(grid: Grid, other: Grid, url: str, era: str) -> None:
+    """The session key on the server's grid; no server key on a grid the session named."""
+    own = urlencode({"apiKey": SESSION_KEY})
+    async with http_client(f"{url}/mcp?{own}", era) as client:
+        account = await client.call_tool("get_account", {})
+        assert account.structured_content, account
+        assert account.structured_content["username"] == "session#8"
+        text = await client.call_tool("generate_text", {"prompt": "hi", "max_length": 16})
+        assert text.structured_content and text.structured_content["state"] == "done"
+    sent = [json.dumps(r.headers) for r in grid.fake.received]
+    assert any(SESSION_KEY in headers for headers in sent)
+    elsewhere = urlencode({"baseUrl": other.base_url})
+    async with http_client(f"{url}/mcp?{elsewhere}", era) as client:
+        account = await client.call_tool("get_account", {})
+        assert account.structured_content and account.structured_content["anonymous"]
+    sent = [json.dumps(r.headers) for r in other.fake.received]
+    assert sent and not any(API_KEY in headers for headers in sent)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://169.254.169.254/latest/meta-data",  # cloud metadata
+        "http://127.0.0.1:1/api",  # the server's own machine, another port
+        "https://aihorde.net.evil.example/api",
+        "https://api.aipowergrid.io:8443",  # an allowed host on another port
+        "ftp://api.aipowergrid.io",
+    ],
+)
+async def test_a_session_cannot_point_the_server_at_other_grids(
+    grid: Grid, settings: Settings, target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with serving(build_server(settings), settings) as url, httpx2.AsyncClient() as raw:
+        before = len(grid.fake.received)
+        refused = await raw.post(
+            f"{url}/mcp?" + urlencode({"baseUrl": target, "apiKey": SESSION_KEY}),
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+    assert refused.status_code in (400, 403), refused.text
+    answer = refused.json()
+    assert "baseUrl" in answer["message"]
+    if refused.status_code == 403:
+        assert answer["error"] == "grid_not_allowed"
+        assert "AIPG_MCP_SESSION_GRIDS" in answer["message"]
+    assert target not in refused.text and SESSION_KEY not in refused.text
+    assert len(grid.fake.received) == before
+    assert target not in server_side_log(caplog)
+
+
+def test_session_grids_setting() -> None:
+    default = Settings()
+    assert default.session_may_use("https://aihorde.net/api")
+    assert default.session_may_use("https://API.aipowergrid.io/")  # the server's own grid
+    assert not default.session_may_use("http://aihorde.net/api")  # another scheme
+    assert not default.session_may_use("http://10.0.0.7:7001")
+    own = Settings(base_url="http://127.0.0.1:7001/api", session_grids=())
+    assert own.session_may_use("http://127.0.0.1:7001")
+    assert not own.session_may_use("http://127.0.0.1:7002")
+    assert not own.session_may_use("https://aihorde.net/api")
+    listed = Settings.from_env({"AIPG_MCP_SESSION_GRIDS": " https://grid.example:8443/, http://b "})
+    assert listed.session_grids == ("https://grid.example:8443", "http://b")
+    assert listed.session_may_use("https://grid.example:8443/api")
+    assert not listed.session_may_use("https://grid.example/api")
+    assert Settings.from_env({"AIPG_MCP_SESSION_GRIDS": "*"}).session_may_use("http://x:1")
+    with pytest.raises(SettingsError, match="AIPG_MCP_SESSION_GRIDS"):
+        Settings.from_env({"AIPG_MCP_SESSION_GRIDS": "grid.example"})
 
 
 # ------------------------------------------------------------------------------ trust proxy

@@ -104,7 +104,7 @@ def build_http_app(mcp: MCPServer[AppState], settings: Settings) -> ASGIApp:
         transport_security=transport_security(settings),
         max_request_body_size=MAX_REQUEST_BYTES,
     )
-    app = SessionConfigMiddleware(app, MCP_PATH)
+    app = SessionConfigMiddleware(app, MCP_PATH, grid_allowed=settings.session_may_use)
     if settings.auth_token is not None:
         app = BearerAuth(app, settings.auth_token.get_secret_value())
     if settings.trust_proxy:

@@ -9,7 +9,8 @@ into a context variable, which the MCP SDK carries into the tool handlers servin
 each session talks to its own grid with its own key.
 
 The server's own key (``AIPG_API_KEY``) is only ever sent to the server's own grid: a session that
-names another grid without a key of its own runs anonymously there. Configuration values are
+names another grid without a key of its own runs anonymously there. A session may name only the
+server's own grid or one its settings allow (``AIPG_MCP_SESSION_GRIDS``). Configuration values are
 never logged, and error answers name the offending field, never its value.
 """
 
@@ -21,7 +22,7 @@ import hashlib
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from aipg_mcp.grid.select import API_CHOICES, ApiChoice, BackendSelector, split_base_url
-from aipg_mcp.settings import MAX_WAIT_SECONDS, Settings
+from aipg_mcp.settings import MAX_WAIT_SECONDS, PUBLIC_GRIDS, SESSION_GRIDS_ENV, Settings
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -216,13 +217,20 @@ class SessionConfigMiddleware:
     """Reads the session configuration of requests to ``/mcp`` (ASGI).
 
     A request without configuration parameters passes through untouched. With them, the
-    configuration is validated (a malformed one answers 400 with a JSON error), removed from the
-    query string the MCP app sees, and made the request's :func:`current_session`.
+    configuration is validated (a malformed one answers 400 with a JSON error, a ``baseUrl``
+    that ``grid_allowed`` refuses 403), removed from the query string the MCP app sees, and made
+    the request's :func:`current_session`.
     """
 
-    def __init__(self, app: ASGIApp, path: str = MCP_PATH) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str = MCP_PATH,
+        grid_allowed: Callable[[str], bool] = lambda _url: True,
+    ) -> None:
         self.app = app
         self.path = path.rstrip("/")
+        self.grid_allowed = grid_allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or str(scope.get("path", "")).rstrip("/") != self.path:
@@ -236,16 +244,28 @@ class SessionConfigMiddleware:
         if config is None:
             await self.app(scope, receive, send)
             return
+        if config.base_url is not None and not self.grid_allowed(config.base_url):
+            await _reject(
+                send,
+                "baseUrl names a grid this server may not reach; use one of the public grids "
+                f"(such as {PUBLIC_GRIDS[0]}) or ask its operator to allow it in "
+                f"{SESSION_GRIDS_ENV}",
+                status=403,
+                error="grid_not_allowed",
+            )
+            return
         with using_session(config):
             await self.app({**scope, "query_string": rest}, receive, send)
 
 
-async def _reject(send: Send, message: str) -> None:
-    body = json.dumps({"error": "invalid_config", "message": message}).encode()
+async def _reject(
+    send: Send, message: str, *, status: int = 400, error: str = "invalid_config"
+) -> None:
+    body = json.dumps({"error": error, "message": message}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 400,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
