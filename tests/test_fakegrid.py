@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from aipg_mcp.testing import FakeGrid, FakeUser, Received, serve_fake_grid
+from aipg_mcp.testing import FakeGrid, FakeUser, Received, serve_fake_grid, serve_media_host
 
 ANON = {"apikey": "0000000000"}
 RETIRED_MESSAGE = "The legacy /api/v2 API has been retired. Use https://api.aipowergrid.io/v1."
@@ -122,6 +122,25 @@ async def test_image_check_status_and_r2_download(
     assert (await client.get(tampered)).status_code == 403
     fake.advance(fake.r2_url_seconds + 1)
     assert (await client.get(first["img"])).status_code == 403
+
+
+async def test_results_on_a_separate_media_host(fake: FakeGrid, client: httpx.AsyncClient) -> None:
+    """Result URLs can point at a second listener, which can go down and come back alone."""
+    async with serve_media_host(fake) as origin:
+        fake.media_origin = origin
+        job_id = await submit_image(client, params={"width": 256, "height": 256})
+        fake.advance(2)
+        (generation,) = (await client.get(f"/v2/generate/status/{job_id}")).json()["generations"]
+        url = generation["img"]
+        assert url.startswith(f"{origin}/r2/")
+        assert (await client.get(url)).status_code == 200
+        port = int(origin.rsplit(":", 1)[1])
+    with pytest.raises(httpx.ConnectError):
+        await client.get(url)  # the media host is down; the API still answers
+    assert (await client.get(f"/v2/generate/check/{job_id}")).status_code == 200
+    async with serve_media_host(fake, port=port):
+        assert (await client.get(url)).status_code == 200
+    assert fake.count("r2") == 2
 
 
 async def test_image_base64_mode(fake: FakeGrid, client: httpx.AsyncClient) -> None:

@@ -311,8 +311,18 @@ async def test_submit_retried_after_rate_limit_refusal(grid: Grid, backend: Hord
 
 
 async def test_submit_not_retried_after_server_error(grid: Grid, backend: HordeV2Backend) -> None:
-    grid.fake.inject("image_async", 502, times=1)
-    with pytest.raises(errors.GridError):
+    grid.fake.inject("image_async", 500, times=1)
+    with pytest.raises(errors.ServerError):
+        await backend.submit_image(image_request())
+    assert grid.fake.count("image_async") == 1
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_gateway_error_on_submit_may_have_queued_the_job(
+    grid: Grid, backend: HordeV2Backend, status: int
+) -> None:
+    grid.fake.inject("image_async", status, times=1)
+    with pytest.raises(errors.SubmitOutcomeUnknown, match="may have queued"):
         await backend.submit_image(image_request())
     assert grid.fake.count("image_async") == 1
 
@@ -381,3 +391,14 @@ async def test_lookups(grid: Grid, backend: HordeV2Backend) -> None:
     account = await backend.account()
     assert account.username == "tester#7" and account.balance == 5000.0
     assert account.balance_unit == "kudos"
+
+
+@pytest.mark.parametrize("job_id", ["..", ".", "a/b", "../../status/heartbeat", "x" * 200, ""])
+async def test_a_job_id_that_is_no_grid_id_sends_nothing(
+    grid: Grid, backend: HordeV2Backend, job_id: str
+) -> None:
+    before = len(grid.fake.received)
+    for call in (backend.poll, backend.result, backend.cancel):
+        with pytest.raises(errors.JobNotFound):
+            await call(JobKind.IMAGE, job_id)
+    assert len(grid.fake.received) == before

@@ -227,7 +227,49 @@ async def test_text_stream_error_is_a_failed_job(v1: V1) -> None:
     assert outcome.state is JobState.FAULTED
 
 
+async def test_a_text_stream_cut_short_is_not_a_finished_answer(v1: V1) -> None:
+    # A 200 whose stream stops before [DONE] (half the events, then the end): the grid may still
+    # be running the job, and the text is incomplete.
+    v1.fake.inject("v1_chat", malformed=True)
+    submission = await v1.backend.submit_text(text("Tell a story"))
+    outcome = await wait_for_job(v1.backend, JobKind.TEXT, submission.job_id, budget=15)
+    assert outcome.state is JobState.FAULTED and outcome.result is not None
+    assert outcome.result.outcome_unknown and not outcome.result.texts
+    assert "incomplete" in (outcome.result.error or "")
+
+
+async def test_a_lost_or_timed_out_answer_may_still_bill(v1: V1) -> None:
+    v1.fake.inject("v1_images", drop=True)
+    lost = await v1.backend.submit_image(image())
+    outcome = await wait_for_job(v1.backend, JobKind.IMAGE, lost.job_id, budget=10)
+    assert outcome.result is not None and outcome.result.outcome_unknown
+
+    v1.fake.inject("v1_images", status=500)
+    failed = await v1.backend.submit_image(image(seed="5"))
+    outcome = await wait_for_job(v1.backend, JobKind.IMAGE, failed.job_id, budget=10)
+    assert outcome.result is not None and not outcome.result.outcome_unknown
+
+
 # ------------------------------------------------------------------------------- lookups
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+async def test_a_lookup_gateway_error_is_no_advice_about_jobs(v1: V1, status: int) -> None:
+    # On a generation these mean failed workers, none online, a job nobody took; not here.
+    v1.fake.inject("v1_status_models", status=status, times=None)
+    with pytest.raises(errors.ServerError) as caught:
+        await v1.backend.models(ModelType.IMAGE)
+    assert caught.value.status == status
+    assert "job" not in caught.value.describe() and "worker" not in caught.value.describe()
+
+
+def test_a_retired_v1_route_says_so() -> None:
+    plain = errors.v1_error_from_response(410, {"detail": "Gone"})
+    proxy = errors.v1_error_from_response(410, {"status": "gone", "message": "v1 is retired."})
+    page = errors.v1_error_from_response(410, None, content_type="text/html")
+    for error in (plain, proxy, page):
+        assert isinstance(error, errors.APIRetired) and "retired" in error.describe()
+    assert proxy.describe().startswith("v1 is retired. The grid")  # one full stop, not two
 
 
 async def test_lookups(v1: V1) -> None:

@@ -154,6 +154,42 @@ def test_jpeg_when_webp_cannot_be_written(monkeypatch: pytest.MonkeyPatch) -> No
     assert decoded(previews[0].data).format == "JPEG"
 
 
+@pytest.mark.parametrize(
+    ("fmt", "mode", "mime_type"),
+    [("WEBP", "RGB", "image/webp"), ("JPEG", "RGB", "image/jpeg"), ("PNG", "RGBA", "image/png")],
+)
+def test_an_image_that_already_fits_is_sent_as_it_is(fmt: str, mode: str, mime_type: str) -> None:
+    original = noisy(320, 240, fmt, mode)
+    (preview,) = make_previews([original])
+    assert base64.b64decode(preview.data) == original
+    assert preview.mime_type == mime_type
+    assert (preview.width, preview.height) == (320, 240)
+    assert (preview.original_width, preview.original_height) == (320, 240)
+
+
+@pytest.mark.parametrize(
+    ("image", "why"),
+    [
+        (noisy(320, 240, "WEBP"), "over its share of the budget"),
+        (noisy(320, 240, "PNG", "L"), "a colour mode some hosts cannot show"),
+        (noisy(2400, 300, "JPEG"), "wider than max_side"),
+        (noisy(320, 240, "TIFF"), "a format some hosts cannot show"),
+    ],
+)
+def test_an_image_that_does_not_fit_is_re_encoded(image: bytes, why: str) -> None:
+    budget = len(base64.b64encode(image)) - 4 if "budget" in why else 700_000
+    (preview,) = make_previews([image], max_total_base64=budget, max_side=2000)
+    assert base64.b64decode(preview.data) != image, why
+    assert preview.mime_type == "image/webp", why
+    assert len(preview.data) <= budget and max(preview.width, preview.height) <= 2000
+
+
+def test_a_corrupt_image_that_would_fit_is_still_refused() -> None:
+    whole = noisy(320, 240, "WEBP")
+    with pytest.raises(MediaError, match=r"images\[0\]"):
+        make_previews([whole[: len(whole) // 2]])
+
+
 def test_no_images_no_previews() -> None:
     assert make_previews([]) == []
 
@@ -399,6 +435,22 @@ def test_missing_files_and_folders_are_refused(tmp_path: Path) -> None:
     (tmp_path / "folder").mkdir()
     with pytest.raises(MediaError, match="regular file"):
         load_source_image(str(tmp_path / "folder"), allowed_roots=[tmp_path])
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("/in/pic\x00.png", "NUL"),
+        ("file:///in/pic%00.png", "NUL"),
+        ("~\x00/pic.png", "NUL"),
+        ("~no-such-user-of-this-machine/pic.png", "home folder"),
+    ],
+)
+def test_paths_no_file_system_can_hold_are_refused(tmp_path: Path, spec: str, reason: str) -> None:
+    # Found by tests/test_properties.py: these raised ValueError/RuntimeError, a tool crash.
+    with pytest.raises(MediaError, match=reason) as info:
+        load_source_image(spec, allowed_roots=[tmp_path], argument="image")
+    assert str(info.value).startswith("image ")
 
 
 @posix_only

@@ -38,6 +38,9 @@ from aipg_mcp.grid.errors import (
     InvalidAPIKey,
     JobInterrupted,
     NotFound,
+    NoWorkers,
+    ServerError,
+    SubmitOutcomeUnknown,
     Unsupported,
     ValidationFailed,
     WorkerFailed,
@@ -265,7 +268,11 @@ class AipgV1Backend:
                 job.state = job.result.progress.state
             except GridError as exc:
                 job.state = JobState.FAULTED
-                job.result = JobResult(progress=job.progress(), error=exc.describe())
+                job.result = JobResult(
+                    progress=job.progress(),
+                    error=exc.describe(),
+                    outcome_unknown=isinstance(exc, SubmitOutcomeUnknown | GenerationTimeout),
+                )
                 log.info("%s job %s failed: %s", job.kind, job.id, exc)
             except Exception:
                 # A background task must never take the server down with it.
@@ -319,6 +326,7 @@ class AipgV1Backend:
     async def _run_text(self, job: _Job, body: dict[str, Any]) -> JobResult:
         parts: list[str] = []
         final: dict[str, Any] = {}
+        ended = False
         async with self.transport.stream_post(
             self._url("chat/completions"), body, read_timeout=self.blocking_read_seconds
         ) as lines:
@@ -327,6 +335,7 @@ class AipgV1Backend:
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
+                    ended = True
                     break
                 try:
                     event = json.loads(data)
@@ -350,6 +359,12 @@ class AipgV1Backend:
                     final = event
                 if event.get("model"):
                     final.setdefault("model", event["model"])
+        if not ended:
+            # The grid always ends a stream with [DONE], errors included: this one was cut short.
+            raise SubmitOutcomeUnknown(
+                "the grid's answer stream ended before its end marker, so the text is incomplete; "
+                "the grid may still finish the job"
+            )
         if not parts:
             raise GenerationTimeout(
                 "the grid returned an empty completion: no worker answered in time",
@@ -402,10 +417,24 @@ class AipgV1Backend:
 
     # ------------------------------------------------------------------------ lookups
 
+    async def _lookup(self, url: str, *, with_key: bool = False) -> Any:
+        """GET a lookup route.
+
+        /v1 answers a generation's 502, 503 and 504 for failed workers, none online and a job
+        nobody took; on a lookup they come from the grid or a gateway in trouble, so they are
+        reported as that, not as advice about a job.
+        """
+        try:
+            return await self.transport.get(url, with_key=with_key)
+        except (WorkerFailed, NoWorkers, GenerationTimeout) as exc:
+            raise ServerError(
+                f"grid error HTTP {exc.status}: {exc.message}", status=exc.status
+            ) from None
+
     async def models(
         self, kind: ModelType, *, min_count: int | None = None, name: str | None = None
     ) -> list[ActiveModel]:
-        payload = await self.transport.get(self._url("status/models"))
+        payload = await self._lookup(self._url("status/models"))
         models = []
         for item in payload if isinstance(payload, list) else []:
             if not isinstance(item, dict) or item.get("type") != kind.value:
@@ -433,8 +462,8 @@ class AipgV1Backend:
                 hint="AI Power Grid's /v1 API has no anonymous access: create a key at "
                 "https://dashboard.aipowergrid.io and set AIPG_API_KEY.",
             )
-        account = await self.transport.get(self._url("account"), with_key=True)
-        credits = await self.transport.get(self._url("account/credits"), with_key=True)
+        account = await self._lookup(self._url("account"), with_key=True)
+        credits = await self._lookup(self._url("account/credits"), with_key=True)
         account = account if isinstance(account, dict) else {}
         credits = credits if isinstance(credits, dict) else {}
         balance = credits.get("total_spendable_usd")
@@ -448,7 +477,7 @@ class AipgV1Backend:
 
     async def _network(self) -> dict[str, Any]:
         try:
-            payload = await self.transport.get(self._url("status/network"))
+            payload = await self._lookup(self._url("status/network"))
         except NotFound:
             return {}
         return payload if isinstance(payload, dict) else {}
@@ -474,7 +503,7 @@ class AipgV1Backend:
     async def performance(self) -> dict[str, Any]:
         network = await self._network()
         try:
-            totals = await self.transport.get(self._url("stats/totals"))
+            totals = await self._lookup(self._url("stats/totals"))
         except GridError:
             totals = None
         return {
@@ -496,7 +525,7 @@ class AipgV1Backend:
         }
 
     async def health(self) -> dict[str, Any]:
-        payload = await self.transport.get(f"{self._root}/health")
+        payload = await self._lookup(f"{self._root}/health")
         return payload if isinstance(payload, dict) else {}
 
     async def aclose(self) -> None:

@@ -115,6 +115,9 @@ class JobResult(BaseModel):
     progress: JobProgress
     complete: bool = True
     error: str | None = None
+    # The job failed here, but the grid may still run it and bill it (its answer was lost, or it
+    # stopped waiting): resending the same request blindly could pay twice.
+    outcome_unknown: bool = False
     grid_job_id: str | None = None
     texts: list[TextOutput] = Field(default_factory=list)
     images: list[ImageOutput] = Field(default_factory=list)

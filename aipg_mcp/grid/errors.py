@@ -43,7 +43,11 @@ class GridError(Exception):
 
     def describe(self) -> str:
         """The message and the hint, as one text for a person or a model to read."""
-        return f"{self}. {self.hint}" if self.hint else str(self)
+        text = str(self)
+        if not self.hint:
+            return text
+        # The grid's own messages often end in a full stop already.
+        return f"{text} {self.hint}" if text.endswith((".", "!", "?")) else f"{text}. {self.hint}"
 
 
 class TransportError(GridError):
@@ -193,6 +197,15 @@ class DownloadFailed(GridError):
     )
 
 
+def image_too_large(max_bytes: int, size: int | None = None) -> DownloadFailed:
+    """The error for a result image over the size cap, which fetching again cannot help."""
+    what = f"the image is {size} bytes" if size is not None else "the image is larger than that"
+    return DownloadFailed(
+        f"{what}, over this server's {max_bytes}-byte cap for one image",
+        hint="Fetching it again will not help: ask for a smaller width and height.",
+    )
+
+
 class PaymentRequired(GridError):
     """The account's credits do not cover the request (402); nothing was run."""
 
@@ -308,6 +321,16 @@ def error_from_response(
     return GridError(f"HTTP {status}: {message}", **kw)
 
 
+_V1_NO_ROUTE = (
+    "This host does not serve that route; check AIPG_BASE_URL (https://api.aipowergrid.io for "
+    "AI Power Grid's /v1 API)."
+)
+_V1_RETIRED = (
+    "The grid retired the API route aipg-mcp uses: upgrade aipg-mcp, and see the grid's "
+    "announcements for the replacement."
+)
+
+
 def v1_error_from_response(
     status: int,
     body: Any,
@@ -324,7 +347,13 @@ def v1_error_from_response(
     """
     if "html" in content_type or not isinstance(body, Mapping):
         if status == 404:
-            return RouteNotFound(f"the grid has no such route (HTTP {status})", status=status)
+            return RouteNotFound(
+                f"the grid has no such route (HTTP {status})", status=status, hint=_V1_NO_ROUTE
+            )
+        if status == 410:
+            return APIRetired(
+                f"the grid retired this route (HTTP {status})", status=status, hint=_V1_RETIRED
+            )
         return UnexpectedResponse(
             f"the grid answered HTTP {status} without its JSON", status=status
         )
@@ -344,8 +373,12 @@ def v1_error_from_response(
     error = body.get("error")
     if isinstance(error, Mapping):
         message = str(error.get("message") or message)
+    if message == "no message" and isinstance(body.get("message"), str):
+        message = body["message"]  # a proxy's or a retired route's {"status", "message"}
 
     kw: dict[str, Any] = {"status": status}
+    if status == 410:
+        return APIRetired(message, hint=_V1_RETIRED, **kw)
     if status == 401:
         return InvalidAPIKey(
             message,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -26,7 +27,9 @@ from aipg_mcp.grid.base import (
 )
 from aipg_mcp.grid.errors import (
     InvalidAPIKey,
+    JobNotFound,
     NotFound,
+    ServerError,
     SubmitOutcomeUnknown,
     UnexpectedResponse,
 )
@@ -66,6 +69,8 @@ _POLL = {
 _MODELS = TypeAdapter(list[ActiveModel])
 _NEWS = TypeAdapter(list[Newspiece])
 _CAPTION_DONE = {"done", "partial"}
+_GATEWAY_ERRORS = (502, 504)
+_JOB_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,127}")
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
 
@@ -122,6 +127,9 @@ class HordeV2Backend:
 
     @staticmethod
     def _job_path(kind: JobKind, job_id: str, action: str) -> str:
+        if not _JOB_ID.fullmatch(job_id):
+            # "..", or anything else that is no grid id, must not become part of a URL path.
+            raise JobNotFound("that is not a job id this grid hands out (they look like UUIDs)")
         safe = quote(job_id, safe="")
         if kind is JobKind.TEXT:
             return f"generate/text/{action}/{safe}"
@@ -132,7 +140,16 @@ class HordeV2Backend:
     # ------------------------------------------------------------------------- submits
 
     async def _submit(self, kind: JobKind, path: str, body: dict[str, Any]) -> Submission:
-        _, payload = await self.transport.submit(self._url(path), body)
+        try:
+            _, payload = await self.transport.submit(self._url(path), body)
+        except ServerError as exc:
+            if exc.status in _GATEWAY_ERRORS:
+                # A gateway's error does not say whether the grid behind it took the job.
+                raise SubmitOutcomeUnknown(
+                    f"the grid's gateway answered the submit with HTTP {exc.status}; the grid "
+                    "behind it may have queued the job"
+                ) from None
+            raise
         try:
             accepted = _parse(RequestAsync, payload)
         except UnexpectedResponse:

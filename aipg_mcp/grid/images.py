@@ -6,7 +6,7 @@ import base64
 import binascii
 
 from aipg_mcp.grid.base import ImageOutput
-from aipg_mcp.grid.errors import DownloadFailed
+from aipg_mcp.grid.errors import DownloadFailed, image_too_large
 from aipg_mcp.grid.transport import GridTransport
 
 
@@ -22,7 +22,7 @@ async def image_data(
         except (binascii.Error, ValueError):
             raise DownloadFailed(f"image {image.id} came back with corrupt base64") from None
         if len(data) > max_bytes:
-            raise DownloadFailed(f"the image exceeds the {max_bytes}-byte cap")
+            raise image_too_large(max_bytes, len(data))
         return data
     if not image.url:
         raise DownloadFailed(f"image {image.id} has neither a URL nor image data")

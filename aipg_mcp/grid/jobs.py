@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import anyio
 
@@ -38,6 +39,10 @@ TRANSIENT_ERRORS = (TransportError, ServerError, RateLimited, UnexpectedResponse
 # The estimate may be off by this factor either way before the scheduler has learnt better.
 _ESTIMATE_FACTOR_RANGE = (0.5, 2.0)
 _CANCEL_SECONDS = 15.0
+MIN_CALL_SECONDS = 1.0
+"""The least time one poll gets, even when the wait's budget is spent."""
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -122,7 +127,7 @@ async def wait_for_job(
     try:
         while True:
             try:
-                polled = await backend.poll(kind, job_id)
+                polled = await _within(deadline, backend.poll(kind, job_id))
             except JobNotFound as exc:
                 outcome.state, outcome.error = _lost(exc), exc
                 return outcome
@@ -161,7 +166,7 @@ async def _finish(
         return
     while True:
         try:
-            outcome.result = await backend.result(outcome.kind, outcome.job_id)
+            outcome.result = await _within(deadline, backend.result(outcome.kind, outcome.job_id))
             outcome.error = None
             return
         except JobNotFound as exc:
@@ -172,6 +177,19 @@ async def _finish(
             if time.monotonic() + 2.0 > deadline:
                 return
             await anyio.sleep(2.0)
+
+
+async def _within(deadline: float, call: Awaitable[T]) -> T:
+    """One grid call, given up at the wait's deadline (or after :data:`MIN_CALL_SECONDS`).
+
+    A grid that stops answering must not stretch the wait by its read timeout and retries: a
+    host cuts a tool call at about a minute, and its cancel would then cancel the job.
+    """
+    try:
+        with anyio.fail_after(max(deadline - time.monotonic(), MIN_CALL_SECONDS)):
+            return await call
+    except TimeoutError:
+        raise TransportError("the grid did not answer before the wait ran out") from None
 
 
 def _lost(exc: JobNotFound) -> JobState:

@@ -30,6 +30,7 @@ from aipg_mcp.grid.errors import (
     TransportError,
     UnexpectedResponse,
     error_from_response,
+    image_too_large,
 )
 
 if TYPE_CHECKING:
@@ -291,30 +292,49 @@ class GridTransport:
     async def stream_post(
         self, url: str, body: Mapping[str, Any], *, read_timeout: float
     ) -> AsyncIterator[AsyncIterator[str]]:
-        """POST once and stream the answer's lines (server-sent events).
+        """POST and stream the answer's lines (server-sent events).
 
-        Not retried: once sent, the grid may be running the job. ``read_timeout`` bounds the
-        silence between two lines, not the whole answer.
+        Sent again only when the grid provably did not take it, as :meth:`submit` is: a
+        rate-limit 429 or a connection that failed before sending. Once the answer streams, the
+        grid may be running the job. ``read_timeout`` bounds the silence between two lines, not
+        the whole answer.
         """
         import httpx
 
+        policy = self.retry
+        started = time.monotonic()
+        attempt = 0
+        timeout = httpx.Timeout(read_timeout, connect=self.timeouts.connect)
         try:
-            async with (
-                self._lane(Lane.LONG) as client,
-                client.stream(
-                    "POST",
-                    url,
-                    json=body,
-                    headers=self._headers(with_key=True),
-                    timeout=httpx.Timeout(read_timeout, connect=self.timeouts.connect),
-                ) as response,
-            ):
-                if not response.is_success:
-                    await response.aread()
-                    raise self._error_for(response, job_route=False)
-                yield response.aiter_lines()
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise TransportError(_describe_transport(url, exc)) from None
+            while True:
+                attempt += 1
+                try:
+                    async with (
+                        self._lane(Lane.LONG) as client,
+                        client.stream(
+                            "POST",
+                            url,
+                            json=body,
+                            headers=self._headers(with_key=True),
+                            timeout=timeout,
+                        ) as response,
+                    ):
+                        if response.is_success:
+                            yield response.aiter_lines()
+                            return
+                        await response.aread()
+                        error: GridError = self._error_for(response, job_route=False)
+                except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                    error = TransportError(_describe_transport(url, exc))
+                    delay = policy.backoff(attempt)
+                else:
+                    if not (isinstance(error, RateLimited) and error.rc is None):
+                        raise error
+                    delay = max(error.retry_after or 0.0, policy.backoff(attempt))
+                if not _may_retry(policy, attempt, started, delay):
+                    raise error
+                log.info("stream refused without queueing (%s); retrying in %.1f s", error, delay)
+                await anyio.sleep(delay)
         except httpx.TransportError as exc:
             raise SubmitOutcomeUnknown(
                 f"the stream from {_host(url)} broke ({type(exc).__name__}); the grid may still "
@@ -345,15 +365,13 @@ class GridTransport:
                         )
                     declared = response.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:
-                        raise DownloadFailed(
-                            f"the image is {int(declared)} bytes, over the {max_bytes}-byte cap"
-                        )
+                        raise image_too_large(max_bytes, int(declared))
                     chunks: list[bytes] = []
                     size = 0
                     async for chunk in response.aiter_bytes():
                         size += len(chunk)
                         if size > max_bytes:
-                            raise DownloadFailed(f"the image exceeds the {max_bytes}-byte cap")
+                            raise image_too_large(max_bytes)
                         chunks.append(chunk)
                     return b"".join(chunks), response.headers.get("content-type", "")
         except TimeoutError:
@@ -425,5 +443,11 @@ def _path(url: str) -> str:
 
 
 def _describe_transport(url: str, exc: Exception) -> str:
+    import httpx
+
     detail = str(exc) or type(exc).__name__
-    return f"could not reach {_host(url)}: {detail}"
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return f"could not reach {_host(url)}: {detail}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{_host(url)} did not answer in time ({type(exc).__name__})"
+    return f"the connection to {_host(url)} broke: {detail}"

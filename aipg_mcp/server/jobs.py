@@ -232,6 +232,7 @@ class JobRunner:
             result=outcome.result,
             error=error or outcome.result.error,
         )
+        self._hold_resends(record, outcome.result)
         return await self._deliver(record, outcome.result, inline=inline)
 
     async def settle_background(self, result: JobResult) -> None:
@@ -246,8 +247,14 @@ class JobRunner:
             result=result,
             error=result.error,
         )
+        self._hold_resends(record, result)
         if result.images:
             await self._deliver(record, result, inline=False)
+
+    def _hold_resends(self, record: JobRecord, result: JobResult) -> None:
+        """A job the grid may still run and bill: an identical call must not resend it blindly."""
+        if result.outcome_unknown and record.fingerprint:
+            self.state.unknown_submits.setdefault(record.fingerprint, time.time())
 
     # ------------------------------------------------------------------------ status
 
@@ -357,11 +364,22 @@ class JobRunner:
         async def fetch(image: ImageOutput) -> None:
             try:
                 raw = await self.backend.image_bytes(image)
+            except GridError as exc:
+                errors[image.id] = exc.describe()
+                return
+            try:
                 # A truncated or foreign download is not saved as a result.
                 await anyio.to_thread.run_sync(check_image, raw)
+            except ValueError:
+                errors[image.id] = (
+                    "the download is not a whole image (cut short or corrupt); get_status "
+                    "downloads it again"
+                )
+                return
+            try:
                 path = await anyio.to_thread.run_sync(media.save, record.job_id, image.id, raw)
-            except (GridError, ValueError, OSError) as exc:
-                errors[image.id] = exc.describe() if isinstance(exc, GridError) else str(exc)
+            except (ValueError, OSError) as exc:
+                errors[image.id] = f"the image could not be saved: {exc}"
                 return
             data[image.id] = raw
             saved[image.id] = str(path)
@@ -478,6 +496,13 @@ def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
                 f'cancel_job(job_id="{job}") to stop it.',
             )
         case JobState.DONE:
+            if record.result is None:
+                # The grid said it finished, but fetching what it produced failed.
+                return (
+                    "Finished on the grid, but its results could not be fetched yet; nothing is "
+                    "lost and nothing is billed again.",
+                    f'get_status(job_id="{job}") fetches them.',
+                )
             failed = sum(1 for i in report.images if i.faulted)
             if failed:
                 return (
@@ -485,6 +510,13 @@ def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
                     f'get_status(job_id="{job}") retries the download with fresh URLs.',
                 )
             return ("Done.", None)
+        case JobState.FAULTED if record.result is not None and record.result.outcome_unknown:
+            return (
+                record.error or "The grid's answer was lost; it may still finish the job.",
+                "Check before submitting again: the grid may still finish and bill this job. An "
+                "identical call will not resend it for a few minutes; pass new_job=true to "
+                "submit it again anyway.",
+            )
         case JobState.FAULTED:
             return (
                 record.error
@@ -492,6 +524,13 @@ def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
                 "Submit again, perhaps with another model (list_models shows what is served).",
             )
         case JobState.CANCELLED:
+            if record.note is None and record.error is None:
+                # This server never asked: someone else cancelled it on the grid.
+                return (
+                    "Cancelled on the grid, not by this server (by another client using the same "
+                    "API key, or by the grid's operators); work not yet done is not charged.",
+                    "Submit a new job if you still need it.",
+                )
             return (f"Cancelled. {record.error or ''}".strip(), None)
         case JobState.EXPIRED:
             return (

@@ -48,6 +48,8 @@ _GROW_BELOW = 0.6
 _SHRINK_OVERSHOOT = 1.15
 _QUALITY_OVERSHOOT = 2.0
 _SOURCE_QUALITY = 90
+# Formats every MCP host shows, sent as they are when they already fit (see _as_is).
+_AS_IS_FORMATS = {"WEBP": "image/webp", "JPEG": "image/jpeg", "PNG": "image/png"}
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
@@ -61,7 +63,7 @@ class MediaError(ValueError):
 
 @dataclass(frozen=True)
 class Preview:
-    """One image re-encoded small enough to send inline."""
+    """One image small enough to send inline: the image itself, or a smaller re-encoding."""
 
     data: str
     """Base64 of the encoded image, without a ``data:`` prefix."""
@@ -81,7 +83,8 @@ def make_previews(
     """One preview per image, all together at most ``max_total_base64`` base64 characters.
 
     Each image gets an equal share of the budget and keeps its aspect ratio; no side exceeds
-    ``max_side``. Within its share an image keeps as much size and quality as it can, starting
+    ``max_side``. An image that already fits, in a format every host shows, is sent as it is.
+    Otherwise, within its share an image keeps as much size and quality as it can, starting
     from ``max_side`` (or its own size) at quality 80: a near miss shrinks it a little, a wider
     one steps the quality down towards 50, and beyond that the size shrinks. Raises MediaError
     for an image that cannot be decoded, or when the budget is too small for even a tiny
@@ -112,6 +115,9 @@ def _preview(data: bytes, index: int, share: int, max_side: int) -> Preview:
     budget = (share // 4) * 3
     if budget <= 0:
         raise _budget_error(share, index)
+    as_is = _as_is(data, index, budget, max_side)
+    if as_is is not None:
+        return as_is
     image, original = _decode_for_preview(data, index, max_side)
     top = min(max_side, max(image.size))
     model = _SizeModel(_probe(image, top))
@@ -148,6 +154,35 @@ def _preview(data: bytes, index: int, share: int, max_side: int) -> Preview:
         height=best.image.height,
         original_width=original[0],
         original_height=original[1],
+    )
+
+
+def _as_is(data: bytes, index: int, budget: int, max_side: int) -> Preview | None:
+    """The image itself as its preview, when every host shows it as it is: a still WEBP, JPEG
+    or PNG in RGB or RGBA, upright, within the side limit and ``budget`` bytes. Re-encoding such
+    an image would cost time and detail for nothing. It is still decoded in full, so a corrupt
+    file is refused here as it would be on the way to a re-encoded preview."""
+    if len(data) > budget:
+        return None
+    argument = f"images[{index}]"
+    image = _open(data, argument)
+    mime_type = _AS_IS_FORMATS.get(image.format or "")
+    if (
+        mime_type is None
+        or image.mode not in ("RGB", "RGBA")
+        or getattr(image, "is_animated", False)
+        or max(image.size) > max_side
+        or _orientation(image) != 1
+    ):
+        return None
+    _load(image, argument)
+    return Preview(
+        data=base64.b64encode(data).decode("ascii"),
+        mime_type=mime_type,
+        width=image.width,
+        height=image.height,
+        original_width=image.width,
+        original_height=image.height,
     )
 
 
@@ -533,7 +568,7 @@ def load_source_image(
     if decoded is not None and _is_image(decoded):
         return _checked_base64(text, decoded, argument, max_side)
     if _looks_like_path(text):
-        data = _read_file(Path(text).expanduser(), allowed_roots, argument, max_bytes)
+        data = _read_file(_expand_home(text, argument), allowed_roots, argument, max_bytes)
         return _reencode(data, argument, max_side)
     if decoded is not None:
         _open(decoded, argument)  # raises with Pillow's reason
@@ -594,6 +629,26 @@ def _looks_like_path(text: str) -> bool:
     return text.startswith(("/", "~", "\\")) or bool(_WINDOWS_DRIVE.match(text))
 
 
+def _expand_home(text: str, argument: str) -> Path:
+    """The path with a leading ``~`` or ``~user`` expanded; a user nobody knows is refused."""
+    _refuse_nul(text, argument)
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~someone" naming no user of this machine, or no home folder at all
+        raise MediaError(
+            f"{argument} starts with ~ but no home folder is known for it; pass an absolute path"
+        ) from None
+
+
+def _refuse_nul(path: str, argument: str) -> None:
+    """No file system allows NUL in a path; os calls would raise ValueError on one."""
+    if "\x00" in path:
+        raise MediaError(
+            f"{argument} holds a NUL character, which no file path can; pass the image's path "
+            "without it"
+        )
+
+
 def _file_url_path(text: str) -> Path:
     from urllib.request import url2pathname
 
@@ -603,6 +658,7 @@ def _file_url_path(text: str) -> Path:
 
 def _read_file(path: Path, allowed_roots: Sequence[Path], argument: str, max_bytes: int) -> bytes:
     """The bytes of a local image file, if it really lies inside an allowed folder."""
+    _refuse_nul(str(path), argument)
     if not path.is_absolute():
         raise MediaError(
             f"{argument} {str(path)!r} is a relative path; pass an absolute path, since the "

@@ -11,12 +11,12 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from aipg_mcp.grid.base import JobKind, JobProgress
 from aipg_mcp.grid.errors import GridError
 from aipg_mcp.grid.models import (
-    ImageParams,
     ImageRequest,
     InterrogationFormRequest,
     InterrogationRequest,
@@ -24,7 +24,6 @@ from aipg_mcp.grid.models import (
     ModelType,
     PostProcessor,
     Sampler,
-    TextParams,
     TextRequest,
 )
 from aipg_mcp.server.jobs import Delivery, JobRunner, describe_progress
@@ -36,8 +35,27 @@ from aipg_mcp.server.state import AppState
 log = logging.getLogger("aipg_mcp.server")
 
 T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
 AppContext = Context[AppState]
+
+
+def _unicode(value: str) -> str:
+    """Refuse a lone surrogate, as pydantic does for length-limited strings.
+
+    The SDK's JSON parser refuses one, but an in-process client can pass it, and it would crash
+    the first ``encode()`` (the ledger's fingerprint, the request body) instead of naming the
+    argument.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError(
+            "string_unicode",
+            "Input should be a valid string, unable to parse raw data as a unicode string",
+        ) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
 
 WaitSeconds = Annotated[
     float | None,
@@ -169,13 +187,18 @@ def _result(delivery: Delivery) -> CallToolResult:
     )
 
 
-def _given(model: type[M], **values: object) -> M:
-    """A request model from the arguments the caller gave; the rest keep the grid's defaults.
+def _named(models: list[str] | None) -> list[str]:
+    """The model names given, blank ones dropped: a blank name is no model, so "any"."""
+    return [name for name in models or [] if name.strip()]
+
+
+def _given(**values: object) -> dict[str, object]:
+    """The arguments the caller gave, for a request model; the rest keep the grid's defaults.
 
     Only given fields count as asked for (``model_fields_set``), so a backend can leave the
     others to the model's own recipe.
     """
-    return model.model_validate({k: v for k, v in values.items() if v is not None})
+    return {k: v for k, v in values.items() if v is not None}
 
 
 async def _source_image(state: AppState, spec: str, argument: str) -> str:
@@ -230,7 +253,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         prompt: Annotated[str, Field(min_length=1, description="The text to continue or answer.")],
         ctx: AppContext,
         models: Annotated[
-            list[str] | None,
+            list[Text] | None,
             Field(
                 description="Models allowed to serve it (see list_models type=text). Empty: any."
             ),
@@ -246,7 +269,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             float | None, Field(ge=1, le=3, description="Repetition penalty.")
         ] = None,
         stop_sequence: Annotated[
-            list[str] | None, Field(max_length=128, description="Stop when one of these appears.")
+            list[Text] | None, Field(max_length=128, description="Stop when one of these appears.")
         ] = None,
         n: Annotated[int, Field(ge=1, le=20, description="How many completions.")] = 1,
         wait_seconds: WaitSeconds = None,
@@ -259,23 +282,26 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         a few minutes returns the same job instead of paying twice.
         """
         state = _state(ctx)
-        models = models or (
+        models = _named(models) or (
             [model] if (model := session_settings(state.settings).default_text_model) else []
         )
         request = _request(
-            lambda: TextRequest(
-                prompt=prompt,
-                models=models,
-                params=TextParams(
-                    max_length=max_length,
-                    max_context_length=max_context_length,
-                    temperature=temperature,
-                    top_p=top_p,
-                    top_k=top_k,
-                    rep_pen=rep_pen,
-                    stop_sequence=stop_sequence,
-                    n=n,
-                ),
+            # One validation of the whole request, so every problem is reported at once.
+            lambda: TextRequest.model_validate(
+                {
+                    "prompt": prompt,
+                    "models": models,
+                    "params": {
+                        "max_length": max_length,
+                        "max_context_length": max_context_length,
+                        "temperature": temperature,
+                        "top_p": top_p,
+                        "top_k": top_k,
+                        "rep_pen": rep_pen,
+                        "stop_sequence": stop_sequence,
+                        "n": n,
+                    },
+                }
             )
         )
         return await _generate(
@@ -286,9 +312,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
     async def generate_image(
         prompt: Annotated[str, Field(min_length=1, description="What to draw.")],
         ctx: AppContext,
-        negative_prompt: Annotated[str | None, Field(description="What to avoid.")] = None,
+        negative_prompt: Annotated[Text | None, Field(description="What to avoid.")] = None,
         models: Annotated[
-            list[str] | None,
+            list[Text] | None,
             Field(description="Models allowed to draw it (see list_models). Empty: any."),
         ] = None,
         width: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 1024,
@@ -327,7 +353,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         ] = None,
         loras: Annotated[list[Lora] | None, Field(max_length=5)] = None,
         source_image: Annotated[
-            str | None,
+            Text | None,
             Field(
                 description="For img2img: an http(s) URL, a data: URL, base64, or a local file "
                 "path inside the allowed folders (the output folder, for one)."
@@ -352,32 +378,38 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         source = None
         if source_image:
             source = await _source_image(state, source_image, "source_image")
-        models = models or (
+        models = _named(models) or (
             [model] if (model := session_settings(state.settings).default_image_model) else []
         )
-        full_prompt = f"{prompt} ### {negative_prompt}" if negative_prompt else prompt
+        # A blank prompt stays blank, for the request to refuse with any other problem, instead
+        # of passing as " ### <negative prompt>".
+        full_prompt = (
+            f"{prompt} ### {negative_prompt}" if negative_prompt and prompt.strip() else prompt
+        )
         request = _request(
-            lambda: ImageRequest(
-                prompt=full_prompt,
-                models=models,
-                nsfw=nsfw,
-                censor_nsfw=censor_nsfw,
-                source_image=source,
-                source_processing="img2img" if source else None,
-                params=_given(
-                    ImageParams,
-                    width=width,
-                    height=height,
-                    steps=steps,
-                    cfg_scale=cfg_scale,
-                    sampler_name=sampler_name,
-                    seed=seed,
-                    n=n,
-                    karras=karras,
-                    post_processing=post_processing,
-                    loras=loras,
-                    denoising_strength=denoising_strength if source else None,
-                ),
+            lambda: ImageRequest.model_validate(
+                {
+                    "prompt": full_prompt,
+                    "models": models,
+                    "nsfw": nsfw,
+                    "censor_nsfw": censor_nsfw,
+                    "source_image": source,
+                    "source_processing": "img2img" if source else None,
+                    "params": _given(
+                        width=width,
+                        height=height,
+                        steps=steps,
+                        cfg_scale=cfg_scale,
+                        sampler_name=sampler_name,
+                        seed=seed,
+                        n=n,
+                        karras=karras,
+                        # The grid refuses a repeated entry; it would run once anyway.
+                        post_processing=list(dict.fromkeys(post_processing or [])) or None,
+                        loras=loras,
+                        denoising_strength=denoising_strength if source else None,
+                    ),
+                }
             )
         )
         return await _generate(
@@ -480,7 +512,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         kind: Annotated[Literal["text", "image"], Field(description="What would be generated.")],
         ctx: AppContext,
         models: Annotated[
-            list[str] | None, Field(description="The model(s) you would ask for.")
+            list[Text] | None, Field(description="The model(s) you would ask for.")
         ] = None,
         prompt: Annotated[
             str, Field(min_length=1, description="The prompt (text length counts).")
@@ -499,20 +531,25 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         request: TextRequest | ImageRequest
         if kind == "text":
             request = _request(
-                lambda: TextRequest(
-                    prompt=prompt,
-                    models=models or [],
-                    params=TextParams(
-                        max_length=max_length, max_context_length=max(4096, max_length)
-                    ),
+                lambda: TextRequest.model_validate(
+                    {
+                        "prompt": prompt,
+                        "models": _named(models),
+                        "params": {
+                            "max_length": max_length,
+                            "max_context_length": max(4096, max_length),
+                        },
+                    }
                 )
             )
         else:
             request = _request(
-                lambda: ImageRequest(
-                    prompt=prompt,
-                    models=models or [],
-                    params=_given(ImageParams, width=width, height=height, steps=steps, n=n),
+                lambda: ImageRequest.model_validate(
+                    {
+                        "prompt": prompt,
+                        "models": _named(models),
+                        "params": _given(width=width, height=height, steps=steps, n=n),
+                    }
                 )
             )
         backend = await _grid_call(state.grid())
@@ -539,7 +576,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             Literal["text", "image"], Field(description="Which kind of model.")
         ] = "image",
         name: Annotated[
-            str | None, Field(description="Keep models whose name contains this.")
+            Text | None, Field(description="Keep models whose name contains this.")
         ] = None,
         include_offline: Annotated[
             bool, Field(description="Also list models with no worker online.")

@@ -94,7 +94,9 @@ chat, in the last user message). Or use ``grid.jobs`` (and :meth:`FakeGrid.v1_jo
 
 Breaking the network: :meth:`FakeGrid.inject` makes the next requests to a route slow, fail with
 a status, answer HTML, drop the connection mid-body or answer truncated JSON;
-:meth:`FakeGrid.clear_faults` ends that. Every request is recorded in ``grid.received``.
+:meth:`FakeGrid.clear_faults` ends that. Every request is recorded in ``grid.received``. To break
+the result downloads apart from the API (the real grids serve them from other hosts), serve them
+on a second port with :func:`serve_media_host` and point ``grid.media_origin`` at it.
 
 The ``/api/v2`` rate limits apply (per client IP and path, on the fake clock): submits 2 per
 second, image ``status`` 10 per minute, ``check`` 10 per second, text ``status`` 60 per minute.
@@ -117,7 +119,7 @@ from aipg_mcp.testing.fake_state import (
     Received,
 )
 from aipg_mcp.testing.fake_v1 import V1_ROUTE_NAMES
-from aipg_mcp.testing.fakegrid import FakeGrid, serve_fake_grid
+from aipg_mcp.testing.fakegrid import FakeGrid, serve_fake_grid, serve_media_host
 
 __all__ = [
     "ANONYMOUS_KEY",
@@ -130,4 +132,5 @@ __all__ = [
     "Fault",
     "Received",
     "serve_fake_grid",
+    "serve_media_host",
 ]

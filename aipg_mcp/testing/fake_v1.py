@@ -630,7 +630,7 @@ class V1Api:
             await self._tick()
 
     async def _image_answer(self, request: Request, job: FakeJob) -> dict[str, Any]:
-        root = f"{request.url.scheme}://{request.url.netloc}"
+        root = self.grid.media_origin or f"{request.url.scheme}://{request.url.netloc}"
         data = []
         for generation in job.generations:
             key = f"image/{job.id}/{generation.index}.{job.params['extension']}"

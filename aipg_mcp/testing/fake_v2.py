@@ -222,7 +222,7 @@ class V2Api:
 
     def _presigned(self, request: Request, key: str) -> str:
         expires = int(self.grid.epoch() + self.grid.r2_url_seconds)
-        origin = f"{request.url.scheme}://{request.url.netloc}"
+        origin = self.grid.media_origin or f"{request.url.scheme}://{request.url.netloc}"
         return self.grid.store.presigned_url(origin, key, expires)
 
     # ------------------------------------------------------------------------------- text

@@ -116,6 +116,9 @@ class FakeGrid:
         expiry_seconds: age at which a request is deleted (404 ``RequestNotFound``).
         interrogation_expiry_seconds: the same for interrogations (20 minutes on the grid).
         r2_url_seconds: lifetime of presigned result URLs.
+        media_origin: where result URLs point (``http://host:port``): the grids keep results on
+            another host (R2, AIPG's media host), which can fail on its own; serve it with
+            :func:`serve_media_host`. None (default): the API's own host serves them.
         queue_refresh_seconds: ``queue_position`` stays 0 this long after a submit.
         check_cache_seconds: how long a ``check`` answer is served from cache.
         users: API key -> :class:`FakeUser`; ``text_models``/``image_models``: name -> workers.
@@ -161,6 +164,7 @@ class FakeGrid:
         self.rate_limits = rate_limits
         self.expiry_seconds = expiry_seconds
         self.r2_url_seconds = r2_url_seconds
+        self.media_origin: str | None = None
         self.interrogation_expiry_seconds = interrogation_expiry_seconds
         self.queue_refresh_seconds = queue_refresh_seconds
         self.check_cache_seconds = check_cache_seconds
@@ -840,4 +844,31 @@ async def serve_fake_grid(
     finally:
         grid.base_url = None
         grid._stopping = None
+        sock.close()
+
+
+@asynccontextmanager
+async def serve_media_host(
+    grid: FakeGrid, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve ``grid``'s result downloads on a second port, as a separate host, and yield its origin.
+
+    The real grids hand out result URLs on other hosts than their API (Cloudflare R2 on
+    ``/api/v2``, the media host on ``/v1``), which can be down, slow or refusing while the API
+    answers. Set ``grid.media_origin`` to the yielded ``http://host:port`` so result URLs point
+    here; leaving the context stops the listener (connections are then refused), and entering it
+    again with the same ``port`` brings the host back. Requests here are recorded and faulted like
+    any other (route names ``r2`` and ``v1_media``); the API routes answer there too, unused.
+    """
+    sock = bind_socket(host, port)
+    server = _EmbeddedServer(make_config(grid))
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(server.serve, [sock])
+            await server.ready.wait()
+            try:
+                yield base_url_for(host, sock).removesuffix("/api")
+            finally:
+                server.stop()
+    finally:
         sock.close()
