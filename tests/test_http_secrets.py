@@ -16,9 +16,6 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
@@ -36,7 +33,7 @@ from aipg_mcp.server.app import build_server
 from aipg_mcp.server.http import build_http_app
 from aipg_mcp.settings import Settings
 from tests.conftest import API_KEY, Grid
-from tests.test_transports import free_port, server_env
+from tests.test_transports import http_process, server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -205,35 +202,11 @@ def recorded_client(url: str, sink: list[bytes], era: str = "auto") -> Client:
 @contextmanager
 def serving(grid: Grid, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``aipg-mcp --transport http`` at DEBUG with a bearer token; its URL and its log file."""
-    port = free_port()
     log_path = tmp_path / "server.log"
     env = {**os.environ, **server_env(grid, tmp_path), "AIPG_MCP_AUTH_TOKEN": TOKEN}
     env["AIPG_LOG_LEVEL"] = "DEBUG"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "aipg_mcp", "--transport", "http", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(400):
-                try:
-                    if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, log_path.read_text()
-                time.sleep(0.05)
-            yield url, log_path
-        finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+    with http_process(env, log_path) as url:
+        yield url, log_path
 
 
 def report(result: Any) -> dict[str, Any]:

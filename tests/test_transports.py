@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -103,36 +104,49 @@ async def test_stdio_generates_reports_progress_and_cancels(
 # ----------------------------------------------------------------------------------- HTTP
 
 
+@contextmanager
+def http_process(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """``aipg-mcp --transport http`` on a free port with ``env``, its output in ``log_path``:
+    its URL once ``/health`` answers; stopped (SIGTERM, then SIGKILL) on leaving."""
+    port = free_port()
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aipg_mcp", "--transport", "http", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(400):
+                try:
+                    if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None:
+                    raise AssertionError(log_path.read_text())
+                time.sleep(0.05)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
 @pytest.fixture
 def http_server(grid: Grid, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "http.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aipg_mcp", "--transport", "http", "--port", str(port)],
-        env={**os.environ, **server_env(grid, tmp_path), "AIPG_MCP_AUTH_TOKEN": TOKEN},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None:
-                raise AssertionError((tmp_path / "http.log").read_text())
-            time.sleep(0.05)
+    log_path = tmp_path / "http.log"
+    env = {**os.environ, **server_env(grid, tmp_path), "AIPG_MCP_AUTH_TOKEN": TOKEN}
+    with http_process(env, log_path) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
-        served = (tmp_path / "http.log").read_text()
-        assert TOKEN not in served and API_KEY not in served
-        # The HTTP server runs on uvloop wherever uvloop exists (a dependency off Windows).
-        assert f"(event loop: {'asyncio' if sys.platform == 'win32' else 'uvloop'})" in served
+    served = log_path.read_text()
+    assert TOKEN not in served and API_KEY not in served
+    # The HTTP server runs on uvloop wherever uvloop exists (a dependency off Windows).
+    assert f"(event loop: {'asyncio' if sys.platform == 'win32' else 'uvloop'})" in served
 
 
 def authed_client(url: str, era: str, token: str = TOKEN) -> Client:

@@ -213,7 +213,6 @@ class GridTransport:
         import httpx
 
         read = self.timeouts.submit_read if read_timeout is None else read_timeout
-        policy = self.retry
         started = time.monotonic()
         attempt = 0
         while True:
@@ -221,9 +220,8 @@ class GridTransport:
             try:
                 response = await self._post(url, body, read=read, blocking=read_timeout is not None)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                # Nothing was sent: retrying cannot queue the job twice.
                 error: GridError = TransportError(_describe_transport(url, exc))
-                delay = policy.backoff(attempt)
+                await self._before_resend("submit", error, attempt, started, sent=False)
             except httpx.TransportError as exc:
                 raise SubmitOutcomeUnknown(
                     f"the submit to {_host(url)} failed after it was sent ({type(exc).__name__}); "
@@ -233,13 +231,24 @@ class GridTransport:
                 if response.is_success:
                     return response.status_code, _decode_submit(url, response)
                 error = self._error_for(response, job_route=False)
-                if not (isinstance(error, RateLimited) and error.rc is None):
-                    raise error
-                delay = max(error.retry_after or 0.0, policy.backoff(attempt))
-            if not _may_retry(policy, attempt, started, delay):
-                raise error
-            log.info("submit refused without queueing (%s); retrying in %.1f s", error, delay)
-            await anyio.sleep(delay)
+                await self._before_resend("submit", error, attempt, started, sent=True)
+
+    async def _before_resend(
+        self, what: str, error: GridError, attempt: int, started: float, *, sent: bool
+    ) -> None:
+        """Wait before sending a POST again that the grid provably did not take: one whose
+        connection failed before it was sent, or one refused with a 429 that names no reason.
+        Anything else, or a spent retry budget, raises ``error``: the grid may hold the job."""
+        if not sent:
+            delay = self.retry.backoff(attempt)
+        elif isinstance(error, RateLimited) and error.rc is None:
+            delay = max(error.retry_after or 0.0, self.retry.backoff(attempt))
+        else:
+            raise error
+        if not _may_retry(self.retry, attempt, started, delay):
+            raise error
+        log.info("%s refused without queueing (%s); retrying in %.1f s", what, error, delay)
+        await anyio.sleep(delay)
 
     async def _post(
         self, url: str, body: Mapping[str, Any], *, read: float, blocking: bool
@@ -301,7 +310,6 @@ class GridTransport:
         """
         import httpx
 
-        policy = self.retry
         started = time.monotonic()
         attempt = 0
         timeout = httpx.Timeout(read_timeout, connect=self.timeouts.connect)
@@ -326,15 +334,9 @@ class GridTransport:
                         error: GridError = self._error_for(response, job_route=False)
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                     error = TransportError(_describe_transport(url, exc))
-                    delay = policy.backoff(attempt)
+                    await self._before_resend("stream", error, attempt, started, sent=False)
                 else:
-                    if not (isinstance(error, RateLimited) and error.rc is None):
-                        raise error
-                    delay = max(error.retry_after or 0.0, policy.backoff(attempt))
-                if not _may_retry(policy, attempt, started, delay):
-                    raise error
-                log.info("stream refused without queueing (%s); retrying in %.1f s", error, delay)
-                await anyio.sleep(delay)
+                    await self._before_resend("stream", error, attempt, started, sent=True)
         except httpx.TransportError as exc:
             raise SubmitOutcomeUnknown(
                 f"the stream from {_host(url)} broke ({type(exc).__name__}); the grid may still "
