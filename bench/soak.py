@@ -564,6 +564,13 @@ async def soak_run(args: argparse.Namespace, grid: GridProcess, server: ServerPr
     print("    " + "  ".join(f"{s.at:>4.0f}s {s.rss_mb:.1f}MB {s.fds}fd" for s in samples[:6]))
     if len(samples) > 6:
         print("    ... " + "  ".join(f"{s.at:>4.0f}s {s.rss_mb:.1f}MB" for s in samples[-6:]))
+    by_minute: dict[int, list[float]] = defaultdict(list)
+    for sample in samples:
+        by_minute[int(sample.at // 60)].append(sample.rss_mb)
+    print(
+        "  memory by minute (mean MB): "
+        + ", ".join(f"{statistics.fmean(v):.1f}" for _, v in sorted(by_minute.items()))
+    )
     first = [s.rss_mb for s in samples if s.at < 60] or [samples[0].rss_mb]
     last = [s.rss_mb for s in samples if s.at >= soaked - 60] or [samples[-1].rss_mb]
     growth = statistics.fmean(last) / statistics.fmean(first) - 1
