@@ -71,3 +71,17 @@ async def test_a_cancelled_waiter_leaves_no_lock_behind(state: AppState) -> None
         assert not got_in, "the lock was held: the impatient caller cannot have got in"
         assert set(state.job_locks) == {"job-1"}
     assert state.job_locks == {}
+
+
+def test_held_resends_are_forgotten_after_the_dedupe_window(
+    state: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1_000.0]
+    monkeypatch.setattr("aipg_mcp.server.state.time.time", lambda: now[0])
+    state.hold_resends("a")
+    now[0] += state.settings.dedupe_seconds - 1
+    state.hold_resends("b")
+    assert set(state.unknown_submits) == {"a", "b"}
+    now[0] += 1
+    state.hold_resends("c")
+    assert set(state.unknown_submits) == {"b", "c"}

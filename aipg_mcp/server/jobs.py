@@ -138,7 +138,7 @@ class JobRunner:
             else:
                 submission = await self.backend.submit_caption(request)
         except SubmitOutcomeUnknown as exc:
-            state.unknown_submits[key] = time.time()
+            state.hold_resends(key)
             exc.hint = (
                 "The grid may have queued (and billed) it. Calling again with the same arguments "
                 "will not resend it for a while; pass new_job=true to send it anyway."
@@ -254,7 +254,7 @@ class JobRunner:
     def _hold_resends(self, record: JobRecord, result: JobResult) -> None:
         """A job the grid may still run and bill: an identical call must not resend it blindly."""
         if result.outcome_unknown and record.fingerprint:
-            self.state.unknown_submits.setdefault(record.fingerprint, time.time())
+            self.state.hold_resends(record.fingerprint)
 
     # ------------------------------------------------------------------------ status
 

@@ -78,6 +78,15 @@ class AppState:
         selector = await self.sessions.selector_for(session, self.settings, self.selector)
         return await selector.get()
 
+    def hold_resends(self, fingerprint: str) -> None:
+        """Remember a request the grid may have taken though its answer was lost, so an
+        identical call is not resent blindly; entries past the dedupe window are forgotten."""
+        now = time.time()
+        window = self.settings.dedupe_seconds
+        for stale in [k for k, at in self.unknown_submits.items() if now - at >= window]:
+            del self.unknown_submits[stale]
+        self.unknown_submits[fingerprint] = now
+
     @asynccontextmanager
     async def job_lock(self, job_id: str) -> AsyncIterator[None]:
         """Serialises saving one job's results between a waiting call and a background task.
