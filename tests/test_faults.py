@@ -153,6 +153,9 @@ class LookupClock:
     def monotonic(self) -> float:
         return time.monotonic() + self.offset
 
+    def time(self) -> float:  # wall-clock uses (held resends) keep the real clock
+        return time.time()
+
     def expire(self) -> None:
         self.offset += server_state.LOOKUP_TTL_SECONDS + 1.0
 
