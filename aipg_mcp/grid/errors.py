@@ -199,9 +199,9 @@ class DownloadFailed(GridError):
 
 def image_too_large(max_bytes: int, size: int | None = None) -> DownloadFailed:
     """The error for a result image over the size cap, which fetching again cannot help."""
-    what = f"the image is {size} bytes" if size is not None else "the image is larger than that"
+    what = f"the image is {size} bytes, over" if size is not None else "the image exceeds"
     return DownloadFailed(
-        f"{what}, over this server's {max_bytes}-byte cap for one image",
+        f"{what} this server's {max_bytes}-byte cap for one image",
         hint="Fetching it again will not help: ask for a smaller width and height.",
     )
 
