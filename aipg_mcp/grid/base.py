@@ -7,6 +7,7 @@ this module knows which backend it has: a capability a backend lacks is reported
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,6 +25,10 @@ from aipg_mcp.grid.models import (
     Newspiece,
     TextRequest,
 )
+
+GRID_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+"""The shape of the job and image ids grids hand out: safe as one URL path segment and as one
+file name (no dots, no slashes)."""
 
 
 class JobKind(StrEnum):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from aipg_mcp import PROJECT_URL, __version__
 from aipg_mcp.grid.base import (
+    GRID_ID,
     AccountInfo,
     Capabilities,
     CaptionOutput,
@@ -70,7 +70,6 @@ _MODELS = TypeAdapter(list[ActiveModel])
 _NEWS = TypeAdapter(list[Newspiece])
 _CAPTION_DONE = {"done", "partial"}
 _GATEWAY_ERRORS = (502, 504)
-_JOB_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,127}")
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
 
@@ -127,7 +126,7 @@ class HordeV2Backend:
 
     @staticmethod
     def _job_path(kind: JobKind, job_id: str, action: str) -> str:
-        if not _JOB_ID.fullmatch(job_id):
+        if not GRID_ID.fullmatch(job_id):
             # "..", or anything else that is no grid id, must not become part of a URL path.
             raise JobNotFound("that is not a job id this grid hands out (they look like UUIDs)")
         safe = quote(job_id, safe="")

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from aipg_mcp.grid.base import GRID_ID
+
 if TYPE_CHECKING:
     from PIL import Image
 
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _EXTENSION = re.compile(r"[a-z0-9]{1,8}")
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 
@@ -502,7 +503,7 @@ class MediaStore:
 
 
 def _check_id(argument: str, value: str) -> None:
-    if not _ID.fullmatch(value):
+    if not GRID_ID.fullmatch(value):
         raise MediaError(
             f"{argument} must be 1 to 128 letters, digits, '-' or '_', starting with a letter or "
             f"digit; got {value!r}"
