@@ -186,8 +186,10 @@ async def test_rate_limit_without_retry_after_is_retried_on_our_schedule(v1: V1)
 
 async def test_error_shapes(v1: V1) -> None:
     unknown = await v1.backend.submit_image(image().model_copy(update={"models": ["nope"]}))
-    outcome = await wait_for_job(v1.backend, JobKind.IMAGE, unknown.job_id, budget=10)
-    assert outcome.state is JobState.FAULTED and "nope" in (outcome.result.error or "")  # type: ignore[union-attr]
+    # Refused before any work: no failed job to follow, an error naming the model.
+    with pytest.raises(errors.JobRefused) as refused:
+        await wait_for_job(v1.backend, JobKind.IMAGE, unknown.job_id, budget=10)
+    assert isinstance(refused.value.cause, errors.NotFound) and "nope" in str(refused.value)
 
     keyless = AipgV1Backend(v1.root, None, retry=FAST_RETRY)
     with pytest.raises(errors.InvalidAPIKey) as caught:

@@ -37,6 +37,7 @@ from aipg_mcp.grid.errors import (
     GridError,
     InvalidAPIKey,
     JobInterrupted,
+    JobRefused,
     NotFound,
     NoWorkers,
     ServerError,
@@ -86,6 +87,7 @@ class _Job:
     percent: float | None = None
     tokens: int = 0
     result: JobResult | None = None
+    refusal: GridError | None = None
     scope: anyio.CancelScope | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
 
@@ -230,9 +232,7 @@ class AipgV1Backend:
 
     async def _check_model_params(self, body: dict[str, Any]) -> None:
         """Check knobs against the model's published ranges before spending a request."""
-        model = body.get("model")
-        if not model:
-            return
+        model = body.get("model") or DEFAULT_IMAGE_MODEL
         if model not in self._params:
             try:
                 payload = await self.transport.get(self._url(f"models/{_quote(model)}/params"))
@@ -242,8 +242,13 @@ class AipgV1Backend:
         spec = (self._params[model] or {}).get("params")
         if not isinstance(spec, dict):
             return
+        values = dict(body)
+        # The body carries the size as "WxH"; the model publishes its bands per side.
+        width, _, height = str(body.get("size", "")).partition("x")
+        if width.isdigit() and height.isdigit():
+            values.update(width=int(width), height=int(height))
         problems: dict[str, str] = {}
-        for name, value in body.items():
+        for name, value in values.items():
             rule = spec.get(name)
             if not isinstance(rule, dict) or not isinstance(value, int | float):
                 continue
@@ -268,10 +273,12 @@ class AipgV1Backend:
                 job.state = job.result.progress.state
             except GridError as exc:
                 job.state = JobState.FAULTED
+                job.refusal = _in_callers_terms(exc) if refused_before_work(exc) else None
                 job.result = JobResult(
                     progress=job.progress(),
                     error=exc.describe(),
                     outcome_unknown=isinstance(exc, SubmitOutcomeUnknown | GenerationTimeout),
+                    refused=job.refusal is not None,
                 )
                 log.info("%s job %s failed: %s", job.kind, job.id, exc)
             except Exception:
@@ -395,6 +402,8 @@ class AipgV1Backend:
 
     async def poll(self, kind: JobKind, job_id: str) -> JobResult:
         job = self._job(job_id)
+        if job.refusal is not None:
+            raise JobRefused(job.refusal)
         if job.result is not None and job.state.final:
             return job.result
         return JobResult(progress=job.progress(), complete=False)
@@ -532,7 +541,38 @@ class AipgV1Backend:
         await self.transport.aclose()
 
 
-_FIELD_NAMES = {"size": "width/height", "cfg_scale": "cfg_scale", "steps": "steps", "n": "n"}
+# The grid's body fields under the names callers give them.
+_FIELD_NAMES = {
+    "size": "width/height",
+    "max_tokens": "max_length",
+    "image": "source_image",
+    "strength": "denoising_strength",
+    "stop": "stop_sequence",
+    "repetition_penalty": "rep_pen",
+    "messages": "prompt",
+}
+
+
+def _in_callers_terms(exc: GridError) -> GridError:
+    """A validation refusal with its fields named as the caller named them."""
+    if isinstance(exc, ValidationFailed) and exc.fields:
+        fields = {_FIELD_NAMES.get(name, name): why for name, why in exc.fields.items()}
+        return ValidationFailed(exc.message, fields=fields, status=exc.status)
+    return exc
+
+
+# Answers to a generation request that come before any work: nothing ran, nothing was billed.
+_REFUSAL_STATUSES = frozenset({400, 401, 402, 403, 404, 409, 410, 413, 422, 429, 503})
+
+
+def refused_before_work(exc: GridError) -> bool:
+    """True when the grid answered a generation request with a refusal, not a failed job.
+
+    ``/v1`` checks the key, the credit, the model and the knobs, and whether any worker is
+    online, before it queues anything (and refunds a hold it could not dispatch); 502 (a worker
+    failed), 504 (it stopped waiting) and 500 (unknown) come after work may have started.
+    """
+    return exc.status in _REFUSAL_STATUSES and not isinstance(exc, SubmitOutcomeUnknown)
 
 
 def _quote(text: str) -> str:

@@ -123,6 +123,8 @@ class JobResult(BaseModel):
     # The job failed here, but the grid may still run it and bill it (its answer was lost, or it
     # stopped waiting): resending the same request blindly could pay twice.
     outcome_unknown: bool = False
+    # The grid refused the request before doing any work: there is no job, only an error.
+    refused: bool = False
     grid_job_id: str | None = None
     texts: list[TextOutput] = Field(default_factory=list)
     images: list[ImageOutput] = Field(default_factory=list)

@@ -155,6 +155,25 @@ class JobInterrupted(JobNotFound):
     )
 
 
+class JobRefused(GridError):
+    """The grid refused a job before doing any work (bad key, no credit, unknown model, invalid
+    knob, no workers): nothing ran and nothing was billed, so there is no job to follow.
+
+    Raised when the refusal reaches a job this process started in the background (AI Power
+    Grid's ``/v1`` answers a blocking request only once it ends). ``cause`` is the grid's error,
+    whose message and hint this one carries.
+    """
+
+    def __init__(self, cause: GridError, *, hint: str | None = None) -> None:
+        super().__init__(
+            f"the grid refused the request: {cause.message}",
+            status=cause.status,
+            rc=cause.rc,
+            hint=f"{hint or cause.hint} Nothing was run or billed.",
+        )
+        self.cause = cause
+
+
 class Unsupported(GridError):
     """The grid's API has no way to do this."""
 
@@ -210,8 +229,9 @@ class PaymentRequired(GridError):
     """The account's credits do not cover the request (402); nothing was run."""
 
     default_hint = (
-        "The account's credits do not cover this request; top up or pick a cheaper model. "
-        "Use estimate_cost to see prices first."
+        "The account's balance does not cover this request: top it up at "
+        "https://dashboard.aipowergrid.io (get_account shows it), or ask for less or a cheaper "
+        "model (estimate_cost shows prices)."
     )
 
 
@@ -382,14 +402,20 @@ def v1_error_from_response(
     if status == 401:
         return InvalidAPIKey(
             message,
-            hint="AI Power Grid's /v1 API needs a key (there is no anonymous access): create one "
-            "at https://dashboard.aipowergrid.io and set AIPG_API_KEY.",
+            hint="AI Power Grid's /v1 API needs a valid key (there is no anonymous access): check "
+            "the AIPG_API_KEY setting, or create a key at https://dashboard.aipowergrid.io.",
             **kw,
         )
     if status == 402:
         return PaymentRequired(message, **kw)
     if status == 403:
-        return Forbidden(message, **kw)
+        return Forbidden(
+            message,
+            hint="This key may not do this (it lacks the inference scope, or the request names a "
+            "worker the account does not own): set AIPG_API_KEY to a key with inference access "
+            "from https://dashboard.aipowergrid.io.",
+            **kw,
+        )
     if status == 404:
         return JobNotFound(message, **kw) if job_route else NotFound(message, **kw)
     if status == 413:
@@ -401,7 +427,12 @@ def v1_error_from_response(
     if status == 502:
         return WorkerFailed(message, **kw)
     if status == 503:
-        return NoWorkers(message, **kw)
+        return NoWorkers(
+            message,
+            hint="No worker serves this right now: pick a model list_models shows with workers "
+            "online, or try again in a few minutes, when workers are back.",
+            **kw,
+        )
     if status == 504:
         return GenerationTimeout(message, **kw)
     if status >= 500:

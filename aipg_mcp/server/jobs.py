@@ -25,9 +25,17 @@ from aipg_mcp.grid.base import (
     JobState,
     Submission,
 )
-from aipg_mcp.grid.errors import GridError, JobInterrupted, JobNotFound, SubmitOutcomeUnknown
+from aipg_mcp.grid.errors import (
+    GridError,
+    JobInterrupted,
+    JobNotFound,
+    JobRefused,
+    NotFound,
+    SubmitOutcomeUnknown,
+)
 from aipg_mcp.grid.jobs import WaitOutcome, wait_for_job
-from aipg_mcp.grid.models import ImageRequest, InterrogationRequest, TextRequest
+from aipg_mcp.grid.models import ImageRequest, InterrogationRequest, ModelType, TextRequest
+from aipg_mcp.server.alternatives import served_alternatives, suggestion
 from aipg_mcp.server.ledger import JobRecord, fingerprint
 from aipg_mcp.server.media import Preview, check_image, image_size, make_previews
 from aipg_mcp.server.reports import CaptionItem, ImageItem, JobReport, TextItem
@@ -97,39 +105,65 @@ class JobRunner:
     ) -> Delivery:
         """Submit a job (or reuse an identical recent one) and wait for it within the budget."""
         state = self.state
-        params = stored_params(request)
         key = fingerprint(
             kind,
             self.grid,
             {"request": request.wire(), "api": self.backend.capabilities.api},
             state.identity,
         )
-        if not new_job:
-            existing = state.ledger.find_recent(key, state.settings.dedupe_seconds)
-            if existing is not None:
-                log.info("reusing %s job %s for an identical request", kind, existing.job_id)
-                delivery = await self.follow(
-                    existing,
-                    wait_seconds=wait_seconds,
-                    inline=inline,
-                    on_progress=on_progress,
-                    cancel_on_abort=False,
-                )
-                delivery.report.reused = True
-                delivery.report.message = (
-                    "An identical request was submitted recently, so its job is returned instead "
-                    "of paying again (pass new_job=true for a fresh one). "
-                    + delivery.report.message
-                ).strip()
-                return delivery
+        existing: JobRecord | None = None
+        if new_job:
+            record, submission = await self._send(request, key)
+        else:
+            # Held from the look for a recent job to the ledger's record of a new one, so an
+            # identical call arriving meanwhile finds this job instead of submitting again.
+            async with state.claim(key):
+                existing = state.ledger.find_recent(key, state.settings.dedupe_seconds)
+                if existing is None:
+                    self._refuse_blind_resend(key)
+                    record, submission = await self._send(request, key)
+        if existing is not None:
+            log.info("reusing %s job %s for an identical request", kind, existing.job_id)
+            delivery = await self.follow(
+                existing,
+                wait_seconds=wait_seconds,
+                inline=inline,
+                on_progress=on_progress,
+                cancel_on_abort=False,
+            )
+            delivery.report.reused = True
+            delivery.report.message = (
+                "An identical request was submitted recently, so its job is returned instead "
+                "of paying again (pass new_job=true for a fresh one). " + delivery.report.message
+            ).strip()
+            return delivery
+        log.info("submitted %s job %s", kind, submission.job_id)
+        delivery = await self.follow(
+            record,
+            wait_seconds=wait_seconds,
+            inline=inline,
+            on_progress=on_progress,
+            cancel_on_abort=True,
+        )
+        delivery.report.warnings = [*submission.warnings, *delivery.report.warnings]
+        if submission.message and delivery.report.state in (JobState.QUEUED, JobState.PROCESSING):
+            delivery.report.warnings.append(submission.message)
+        return delivery
 
-            sent = state.unknown_submits.get(key)
-            if sent is not None and time.time() - sent < state.settings.dedupe_seconds:
-                raise SubmitOutcomeUnknown(
-                    f"an identical request was sent {time.time() - sent:.0f} s ago and the grid's "
-                    "answer was lost, so it may be running and billed already",
-                    hint="Pass new_job=true to send it again anyway (it may be billed twice).",
-                )
+    def _refuse_blind_resend(self, key: str) -> None:
+        """Raise when an identical request was sent lately and its answer was lost."""
+        state = self.state
+        sent = state.unknown_submits.get(key)
+        if sent is not None and time.time() - sent < state.settings.dedupe_seconds:
+            raise SubmitOutcomeUnknown(
+                f"an identical request was sent {time.time() - sent:.0f} s ago and the grid's "
+                "answer was lost, so it may be running and billed already",
+                hint="Pass new_job=true to send it again anyway (it may be billed twice).",
+            )
+
+    async def _send(self, request: AnyRequest, key: str) -> tuple[JobRecord, Submission]:
+        """Submit the request to the grid and record the job in the ledger."""
+        state = self.state
         try:
             if isinstance(request, TextRequest):
                 submission = await self.backend.submit_text(request)
@@ -148,22 +182,11 @@ class JobRunner:
             submission,
             api=self.backend.capabilities.api,
             grid=self.grid,
-            params=params,
+            params=stored_params(request),
             fingerprint=key,
             owner=state.identity,
         )
-        log.info("submitted %s job %s", kind, submission.job_id)
-        delivery = await self.follow(
-            record,
-            wait_seconds=wait_seconds,
-            inline=inline,
-            on_progress=on_progress,
-            cancel_on_abort=True,
-        )
-        delivery.report.warnings = [*submission.warnings, *delivery.report.warnings]
-        if submission.message and delivery.report.state in (JobState.QUEUED, JobState.PROCESSING):
-            delivery.report.warnings.append(submission.message)
-        return delivery
+        return record, submission
 
     # ------------------------------------------------------------------------ follow
 
@@ -203,6 +226,10 @@ class JobRunner:
                 cancel_on_abort=cancel_on_abort,
                 on_abort=aborted,
             )
+        except JobRefused as exc:
+            # No job came of it: an error for the caller, not a record of a failed job.
+            ledger.forget(record.job_id)
+            raise await self._refusal(record, exc) from None
         except GridError as exc:
             # The job exists; losing sight of it is no reason to lose its id: hand it back.
             record = ledger.update(record.job_id, error=exc.describe())
@@ -235,8 +262,20 @@ class JobRunner:
         self._hold_resends(record, outcome.result)
         return await self._deliver(record, outcome.result, inline=inline)
 
+    async def _refusal(self, record: JobRecord, exc: JobRefused) -> JobRefused:
+        """The refusal, with served models close to the one named when the model was unknown."""
+        if not isinstance(exc.cause, NotFound) or record.kind is JobKind.CAPTION:
+            return exc
+        named = record.params.get("models") or [""]
+        names = await served_alternatives(self.backend, ModelType(record.kind.value), named[0])
+        hint = "Name a model this grid serves (list_models lists them)."
+        return JobRefused(exc.cause, hint=f"{hint} {suggestion(names)}".strip())
+
     async def settle_background(self, result: JobResult) -> None:
         """Record a job that ended with nobody necessarily waiting, and save its images."""
+        if result.refused:
+            self.state.ledger.forget(result.progress.job_id)
+            return
         record = self.state.ledger.get(result.progress.job_id)
         if record is None:
             return

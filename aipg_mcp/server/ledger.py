@@ -238,6 +238,12 @@ class Ledger:
             )
         return updated
 
+    def forget(self, job_id: str) -> None:
+        """Drop the record of a request the grid refused before doing any work: it never was a
+        job, so nothing may list it, look it up or return it for a repeated call."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+
     def recent(
         self, limit: int = 20, kind: JobKind | None = None, owner: str | None = None
     ) -> list[JobRecord]:

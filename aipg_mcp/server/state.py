@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -65,6 +65,7 @@ class AppState:
     media: MediaStore
     cache: LookupCache = field(default_factory=LookupCache)
     job_locks: dict[str, _JobLock] = field(default_factory=dict)
+    request_claims: dict[str, _JobLock] = field(default_factory=dict)
     # Fingerprints of submits whose answer was lost (the job may be running): not resent blindly.
     unknown_submits: dict[str, float] = field(default_factory=dict)
     sessions: SessionSelectors = field(default_factory=SessionSelectors)
@@ -87,26 +88,34 @@ class AppState:
             del self.unknown_submits[stale]
         self.unknown_submits[fingerprint] = now
 
-    @asynccontextmanager
-    async def job_lock(self, job_id: str) -> AsyncIterator[None]:
-        """Serialises saving one job's results between a waiting call and a background task.
+    def job_lock(self, job_id: str) -> AbstractAsyncContextManager[None]:
+        """Serialises saving one job's results between a waiting call and a background task."""
+        return _held(self.job_locks, job_id)
 
-        A job's lock exists only while someone holds or waits for it, so a long-running server
-        does not keep one per job it ever saw.
-        """
-        entry = self.job_locks.get(job_id)
-        if entry is None:
-            entry = self.job_locks[job_id] = _JobLock()
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if not entry.users:
-                del self.job_locks[job_id]
+    def claim(self, fingerprint: str) -> AbstractAsyncContextManager[None]:
+        """Serialises identical requests from the look for a recent job to its submit and
+        record, so two calls that arrive at once submit once and the second gets the first's
+        job."""
+        return _held(self.request_claims, fingerprint)
 
     @property
     def identity(self) -> str:
         """A stable, non-reversible tag of the API key, to keep different keys' jobs apart."""
         return key_identity(grid_target(self.settings, current_session()).api_key)
+
+
+@asynccontextmanager
+async def _held(locks: dict[str, _JobLock], key: str) -> AsyncIterator[None]:
+    """Hold the lock for ``key`` in ``locks``; it exists only while someone holds or waits for
+    it, so a long-running server does not keep one per key it ever saw."""
+    entry = locks.get(key)
+    if entry is None:
+        entry = locks[key] = _JobLock()
+    entry.users += 1
+    try:
+        async with entry.lock:
+            yield
+    finally:
+        entry.users -= 1
+        if not entry.users:
+            del locks[key]

@@ -73,6 +73,8 @@ class FakeUser:
     balance_micro: int = 0
     promotional_micro: int = 0
     daily_requests: dict[int, int] = field(default_factory=dict)
+    #: What the key may do on ``/v1``; without ``inference.submit`` generation answers 403.
+    scopes: tuple[str, ...] = ("inference.submit", "account.read")
 
     @property
     def is_anonymous(self) -> bool:

@@ -78,6 +78,12 @@ DEFAULT_V1_IMAGE_MODELS: dict[str, int] = {
     "Krea 2 Turbo": 0,
 }
 DEFAULT_IMAGE_MODEL = "FLUX.2 [klein]"
+#: Recipe models narrow the global 256-1536 px a side: ``(least, most)`` per side.
+DEFAULT_V1_SIZE_BANDS: dict[str, tuple[int, int]] = {
+    "z-image-turbo": (512, 1536),
+    "Krea 2 Turbo": (512, 1536),
+}
+INFERENCE_SCOPE = "inference.submit"
 #: Route name -> (requests, window seconds) per presented key (or client IP without one).
 DEFAULT_V1_LIMITS: dict[str, tuple[int, float]] = {
     "v1_chat": (30, 60.0),
@@ -236,6 +242,12 @@ def _last_user_text(messages: list[ChatMessage]) -> str:
     return ""
 
 
+def _prompt_tokens(messages: list[ChatMessage]) -> int:
+    """The grid's count of a chat's prompt tokens, as this fake approximates it."""
+    words = sum(len(_text_of(message.content).split()) for message in messages)
+    return max(1, words + 3 * len(messages))
+
+
 def _sse(value: Any) -> str:
     return f"data: {json.dumps(value)}\n\n"
 
@@ -290,14 +302,17 @@ class V1Api:
 
     # ------------------------------------------------------------------------- shared checks
 
-    def _authenticate(self, request: Request) -> FakeUser:
-        """401 without a key or for an unknown one (the anonymous v2 key is unknown here)."""
+    def _authenticate(self, request: Request, scope: str | None = None) -> FakeUser:
+        """401 without a key or for an unknown one (the anonymous v2 key is unknown here); 403
+        for a key without ``scope``."""
         key = presented_key(request)
         if key is None:
             raise V1Error(401, MISSING_KEY)
         user = self.grid.users.get(key)
         if user is None or user.is_anonymous:
             raise V1Error(401, INVALID_KEY)
+        if scope is not None and scope not in user.scopes:
+            raise V1Error(403, f"API key lacks {scope} scope")
         self._last_used[key] = self.grid.now()
         return user
 
@@ -326,6 +341,25 @@ class V1Api:
             message = QUOTA_MESSAGE.format(limit=limit, hours=hours, minutes=minutes)
             raise V1Error(429, message, headers={"Retry-After": str(left)})
         user.daily_requests[day] = used + 1
+
+    def _authorize(self, user: FakeUser, model: str, modality: str, cost: int) -> None:
+        """With charging on, 402 before anything is queued when the purchased balance does not
+        cover the request's full price (text reserves its ``max_tokens``)."""
+        if not self.grid.v1_charging:
+            return
+        if self.price(model, modality) is None:
+            raise V1Error(402, f"model '{model}' has no {modality} price")
+        if cost > user.balance_micro:
+            raise V1Error(402, "insufficient credits")
+
+    def _check_size_band(self, model: str, width: int, height: int) -> None:
+        """The recipe's own band per side, checked as the grid's resolver does (422)."""
+        band = self.grid.v1_size_bands.get(model)
+        if band is None:
+            return
+        for name, side in (("width", width), ("height", height)):
+            if not band[0] <= side <= band[1]:
+                raise V1Error(422, f"'{name}' must be between {band[0]} and {band[1]}")
 
     def _acquire(self, user: FakeUser, lane: str) -> Callable[[], None]:
         """Take one of the account's concurrency slots (429 when none is free); returns release."""
@@ -364,9 +398,14 @@ class V1Api:
         """``POST /v1/chat/completions``: the assembled completion, or SSE with ``stream``."""
         body = parse_body(ChatRequest, await request.body())
         self._limit(request, "v1_chat")
-        user = self._authenticate(request)
+        user = self._authenticate(request, INFERENCE_SCOPE)
         self.grid.sync()
         model, routing = self._text_model(body.model)
+        price = self.price(model, "text") or {}
+        most = _prompt_tokens(body.messages) * price.get("input_token", 0.0) + (
+            body.max_tokens or 32768
+        ) * price.get("output_token", 0.0)
+        self._authorize(user, model, "text", math.ceil(most))
         release = self._acquire(user, "text")
         try:
             self._consume_quota(user)
@@ -410,14 +449,13 @@ class V1Api:
         seed = body.seed if body.seed is not None else self.grid.random_seed(MAX_SEED + 1)
         natural = reply_tokens(prompt, seed)
         tokens = natural[: body.max_tokens or 32768]
-        words = sum(len(_text_of(message.content).split()) for message in body.messages)
         params = {
             "tokens": tokens,
             "finish_reason": "length" if len(tokens) < len(natural) else "stop",
             "seed": seed,
             "max_length": len(tokens),
             "max_tokens": body.max_tokens,
-            "prompt_tokens": max(1, words + 3 * len(body.messages)),
+            "prompt_tokens": _prompt_tokens(body.messages),
             "temperature": body.temperature,
             "top_p": body.top_p,
             "stream": body.stream,
@@ -549,7 +587,7 @@ class V1Api:
         """``POST /v1/images/generations``: blocks until the job is done, then answers it."""
         body = parse_body(ImageRequest, await request.body())
         self._limit(request, "v1_images")
-        user = self._authenticate(request)
+        user = self._authenticate(request, INFERENCE_SCOPE)
         extras: dict[str, Any] = body.model_extra or {}
         if body.style:
             raise V1Error(404, f"Unknown style '{body.style}'.")
@@ -571,6 +609,9 @@ class V1Api:
         steps = check_int_knob(extras, "steps", 1, 80)
         cfg_scale = check_number_knob(extras, "cfg_scale", 0, 30)
         seed = check_int_knob(extras, "seed", 0, MAX_SEED)
+        self._check_size_band(model, width, height)
+        image_price = (self.price(model, "image") or {}).get("image", 0.0)
+        self._authorize(user, model, "image", math.ceil(image_price * body.n))
         default_steps, default_cfg = image_defaults(model)
         release = self._acquire(user, "media")
         try:
@@ -797,7 +838,16 @@ class V1Api:
         name = request.path_params["model"]
         grid = self.grid
         if name in grid.v1_image_models:
-            return JSONResponse(self._image_params(name))
+            params = self._image_params(name)
+            band = grid.v1_size_bands.get(name)
+            if band is not None:
+                for side in ("width", "height"):
+                    params["params"][side] = {
+                        "type": "number",
+                        "minimum": band[0],
+                        "maximum": band[1],
+                    }
+            return JSONResponse(params)
         if name in self._online(grid.v1_text_models):
             return JSONResponse(self._text_params(name))
         raise V1Error(404, f"Model '{name}' not found")

@@ -70,6 +70,7 @@ from aipg_mcp.testing.fake_v1 import (
     DEFAULT_V1_IMAGE_MODELS,
     DEFAULT_V1_LIMITS,
     DEFAULT_V1_TEXT_MODELS,
+    DEFAULT_V1_SIZE_BANDS,
     V1_ROUTE_NAMES,
     V1Api,
     V1Error,
@@ -127,7 +128,10 @@ class FakeGrid:
     ``/v1`` knobs (see :mod:`aipg_mcp.testing.fake_v1`): ``v1_text_models``/``v1_image_models``
     (exact, case-sensitive name -> workers), ``v1_idle_timeout``, ``free_daily_limit``,
     ``free_daily_micro``, ``v1_limits``, ``v1_media_concurrency``, ``v1_text_concurrency``,
-    ``v1_prices``, ``v1_incidents``, ``v1_advisories``.
+    ``v1_prices``, ``v1_incidents``, ``v1_advisories``, ``v1_size_bands`` (model -> the
+    ``(least, most)`` pixels per side its recipe accepts), ``v1_charging`` (True: a request
+    whose price exceeds the account's purchased balance is refused with 402 before it is
+    queued, as with the grid's charging mode on).
 
     State to inspect: ``jobs`` (request id -> :class:`FakeJob`, both APIs; :meth:`v1_jobs`),
     ``received`` (every request), ``faults`` (armed :class:`Fault` objects), ``store`` (result
@@ -202,6 +206,8 @@ class FakeGrid:
         self.v1_text_concurrency = 24
         self.v1_prices: dict[str, dict[str, float]] = {}
         self.v1_incidents: list[dict[str, Any]] = []
+        self.v1_size_bands: dict[str, tuple[int, int]] = dict(DEFAULT_V1_SIZE_BANDS)
+        self.v1_charging = False
         self.v1_advisories: list[dict[str, Any]] = []
         self.app = self._build_app()
 
