@@ -37,7 +37,7 @@ from aipg_mcp.grid.jobs import WaitOutcome, wait_for_job
 from aipg_mcp.grid.models import ImageRequest, InterrogationRequest, ModelType, TextRequest
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
 from aipg_mcp.server.ledger import JobRecord, fingerprint
-from aipg_mcp.server.media import Preview, check_image, image_size, make_previews
+from aipg_mcp.server.media import Preview, check_image, image_size, image_uri, make_previews
 from aipg_mcp.server.reports import CaptionItem, ImageItem, JobReport, TextItem
 from aipg_mcp.server.state import AppState
 
@@ -340,6 +340,9 @@ class JobRunner:
             return delivery
         try:
             answer = await self.backend.cancel(record.kind, record.job_id)
+            # A request the grid refused left no record; the backend still says why.
+            with contextlib.suppress(JobNotFound):
+                await self.backend.poll(kind or JobKind.IMAGE, job_id)
         except JobNotFound as exc:
             lost = JobState.INTERRUPTED if isinstance(exc, JobInterrupted) else JobState.EXPIRED
             record = self.state.ledger.update(record.job_id, state=lost, error=exc.describe())
@@ -518,7 +521,7 @@ class JobRunner:
                         height=height,
                         url=image.url,
                         path=path,
-                        resource_uri=f"aipg://images/{record.job_id}/{image.id}" if path else None,
+                        resource_uri=image_uri(record.job_id, image.id) if path else None,
                     )
                 )
         report.message, report.next_step = _explain(record, report)

@@ -418,6 +418,22 @@ def _lanczos() -> Image.Resampling:
 # --- saved files ------------------------------------------------------------------------------
 
 
+IMAGE_URI_PREFIX = "aipg://images/"
+
+
+def image_uri(job_id: str, image_id: str) -> str:
+    """The MCP resource that serves a saved image."""
+    return f"{IMAGE_URI_PREFIX}{job_id}/{image_id}"
+
+
+def parse_image_uri(uri: str) -> tuple[str, str] | None:
+    """``(job_id, image_id)`` of an :func:`image_uri`, or None when ``uri`` is not one."""
+    if not uri.startswith(IMAGE_URI_PREFIX):
+        return None
+    job_id, slash, image_id = uri[len(IMAGE_URI_PREFIX) :].partition("/")
+    return (job_id, image_id) if slash and job_id and image_id else None
+
+
 class MediaStore:
     """Generated images saved as ``<output_dir>/<job_id>/<image_id>.<extension>``.
 

@@ -101,13 +101,7 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
     @mcp.resource("aipg://images/{job_id}/{image_id}", title="Saved image", mime_type="image/webp")
     async def image(job_id: str, image_id: str) -> bytes:
         """A generated image as saved in the output folder (full size)."""
-        state = holder.get()
-        data = None
-        if state.ledger.get(job_id, owner=state.identity) is not None:
-            try:
-                data = state.media.read(job_id, image_id)
-            except ValueError:
-                data = None
+        data = holder.get().saved_image(job_id, image_id)
         if data is None:
             raise ResourceNotFoundError(f"no saved image {image_id} of job {job_id}")
         return data

@@ -98,6 +98,16 @@ class AppState:
         job."""
         return _held(self.request_claims, fingerprint)
 
+    def saved_image(self, job_id: str, image_id: str) -> bytes | None:
+        """A saved image of a job the current key submitted, or None (no such job for this
+        key, no such image, or an id that cannot name a file)."""
+        if self.ledger.get(job_id, owner=self.identity) is None:
+            return None
+        try:
+            return self.media.read(job_id, image_id)
+        except ValueError:
+            return None
+
     @property
     def identity(self) -> str:
         """A stable, non-reversible tag of the API key, to keep different keys' jobs apart."""
