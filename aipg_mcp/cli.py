@@ -8,8 +8,10 @@ fake grid, for trying the server and testing agents offline.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +72,17 @@ exit codes: 0 done (or a job handle to check later), 1 the tool returned an erro
 """
 
 
+def port_number(text: str) -> int:
+    """A ``--port`` value: a TCP port number; anything outside 1-65535 is bad usage (exit 2)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {text!r}")
+    return port
+
+
 def _settings_flags(p: argparse.ArgumentParser, *, server: bool, default: object = None) -> None:
     """The flags that set settings; subcommands repeat them with ``default=SUPPRESS`` so a flag
     given before the subcommand is not reset by the subcommand's own default."""
@@ -78,7 +91,9 @@ def _settings_flags(p: argparse.ArgumentParser, *, server: bool, default: object
             "--transport", choices=["stdio", "http"], default=default, help="default: stdio"
         )
         p.add_argument("--host", default=default, help="HTTP bind address (default 127.0.0.1)")
-        p.add_argument("--port", type=int, default=default, help="HTTP port (default 8000)")
+        p.add_argument(
+            "--port", type=port_number, default=default, help="HTTP port, 1-65535 (default 8000)"
+        )
         p.add_argument(
             "--auth-token", default=default, help="HTTP bearer token (or AIPG_MCP_AUTH_TOKEN)"
         )
@@ -195,8 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["fake-grid"]:
         from aipg_mcp.testing.__main__ import main as fake_grid
 
-        return fake_grid(argv[1:])
-    args = parser().parse_args(argv)
+        return fake_grid(argv[1:], prog="aipg-mcp fake-grid")
+    cli = parser()
+    args = cli.parse_args(argv)
+    if args.command == "fake-grid":  # reached only when flags came before it
+        cli.error("fake-grid takes only its own flags, after it: aipg-mcp fake-grid --help")
     if args.command == "demo":
         import anyio
 
@@ -226,12 +244,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = build_server(settings)
     _keep_full_collections_rare()
     if settings.transport == "http":
-        from aipg_mcp.server.http import serve_http
+        from aipg_mcp.server.http import bind_sockets, serve_http
 
-        anyio.run(serve_http, server, settings, backend_options=_http_loop_options())
+        try:
+            sockets = bind_sockets(settings.host, settings.port)
+        except OSError as exc:
+            print(f"aipg-mcp: {bind_failure(settings, exc)}", file=sys.stderr)
+            return 1
+        anyio.run(serve_http, server, settings, sockets, backend_options=_http_loop_options())
     else:
         anyio.run(server.run_stdio_async)
     return 0
+
+
+# errno of a bind that fails because the port is taken / the address is not this machine's
+# (Windows reports its own WSA numbers).
+_ADDRESS_IN_USE = {errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", errno.EADDRINUSE)}
+_ADDRESS_NOT_HERE = {errno.EADDRNOTAVAIL, getattr(errno, "WSAEADDRNOTAVAIL", errno.EADDRNOTAVAIL)}
+
+
+def bind_failure(settings: Settings, exc: OSError) -> str:
+    """Why the HTTP server cannot listen on the configured address, and what to change."""
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot serve HTTP on {where}: --host {settings.host!r} is not a known address"
+    reason = exc.strerror or str(exc)
+    if exc.errno in _ADDRESS_IN_USE:
+        fix = "another program is listening there: stop it or pick another --port"
+    elif exc.errno in _ADDRESS_NOT_HERE:
+        fix = "the address is not one of this machine's: check --host"
+    elif exc.errno == errno.EACCES:
+        fix = "this user may not listen on that port: pick another --port (1024 or above)"
+    else:
+        fix = "check --host and --port"
+    return f"cannot serve HTTP on {where}: {reason}; {fix}"
 
 
 def _http_loop_options() -> dict[str, bool]:
@@ -268,9 +314,18 @@ def _quiet_logging(args: argparse.Namespace) -> str:
 
 
 def _call(args: argparse.Namespace) -> int:
+    import time
+
     import anyio
 
-    from aipg_mcp.shell import CallRequest, UsageError, parse_json_arguments, parse_pairs, run_call
+    from aipg_mcp.shell import (
+        CallRequest,
+        UsageError,
+        after_interrupt,
+        parse_json_arguments,
+        parse_pairs,
+        run_call,
+    )
 
     try:
         request = CallRequest(
@@ -285,8 +340,10 @@ def _call(args: argparse.Namespace) -> int:
         print(f"aipg-mcp call: {exc}", file=sys.stderr)
         return 2
     settings.log_level = _quiet_logging(args)
+    since = time.time()
     try:
         return anyio.run(run_call, settings, request)
     except KeyboardInterrupt:
-        print("aipg-mcp call: interrupted", file=sys.stderr)
+        # The wait was aborted as a host's cancel aborts it; the ledger says what that did.
+        print(f"aipg-mcp call: {after_interrupt(settings, request, since)}", file=sys.stderr)
         return 130

@@ -18,7 +18,7 @@ from typing import TextIO
 
 import anyio
 
-from aipg_mcp.grid.aipg_v1 import AipgV1Backend
+from aipg_mcp.grid.aipg_v1 import DEFAULT_ROOT_URL, AipgV1Backend
 from aipg_mcp.grid.base import AccountInfo, GridBackend
 from aipg_mcp.grid.errors import (
     APIRetired,
@@ -30,7 +30,7 @@ from aipg_mcp.grid.errors import (
 from aipg_mcp.grid.horde_v2 import HordeV2Backend
 from aipg_mcp.grid.models import ModelType
 from aipg_mcp.grid.select import BackendSelector
-from aipg_mcp.settings import Settings, SettingsError
+from aipg_mcp.settings import Settings, SettingsError, origin
 
 DASHBOARD_URL = "https://dashboard.aipowergrid.io"
 GRID_TIMEOUT_SECONDS = 45.0
@@ -190,15 +190,28 @@ def _balance(info: AccountInfo) -> str:
     return f"balance {info.balance:g} {info.balance_unit}"
 
 
-async def check_key(backend: GridBackend) -> CheckResult:
-    """Whose the API key is, or what anonymous use means on this grid."""
+def v1_key_source(grid_url: str, *, again: bool = False) -> str:
+    """Where a ``/v1`` key for the grid at ``grid_url`` comes from, as advice to the user:
+    AI Power Grid's dashboard for its own host, not for a fake or private grid."""
+    if origin(grid_url) == origin(DEFAULT_ROOT_URL):
+        return (
+            f"copy it again from {DASHBOARD_URL}" if again else f"create a key at {DASHBOARD_URL}"
+        )
+    host = (origin(grid_url) or ("", "", 0))[1]
+    if host in {"127.0.0.1", "localhost", "::1"}:
+        return "use a key this grid knows (aipg-mcp fake-grid prints its keys when it starts)"
+    return "ask the grid's operator for a key"
+
+
+async def check_key(backend: GridBackend, grid_url: str = DEFAULT_ROOT_URL) -> CheckResult:
+    """Whose the API key is, or what anonymous use means on this grid (at ``grid_url``)."""
     v1 = not backend.capabilities.anonymous
     if backend.anonymous:
         if v1:
             return _fail(
                 "API key",
-                "none set, and AI Power Grid's /v1 API has no anonymous access.",
-                f"create a key at {DASHBOARD_URL} and set AIPG_API_KEY.",
+                "none set, and the /v1 API has no anonymous access.",
+                f"{v1_key_source(grid_url)} and set AIPG_API_KEY.",
             )
         return _warn(
             "API key",
@@ -210,7 +223,7 @@ async def check_key(backend: GridBackend) -> CheckResult:
         info = await backend.account()
     except InvalidAPIKey:
         where = (
-            f"copy it again from {DASHBOARD_URL}"
+            v1_key_source(grid_url, again=True)
             if v1
             else "copy it again from your grid account, or unset it to run anonymously"
         )
@@ -331,7 +344,7 @@ async def grid_checks(settings: Settings) -> list[CheckResult]:
         result, backend = await check_grid(settings, selector)
         results = [result]
         if backend is not None:
-            results.append(await check_key(backend))
+            results.append(await check_key(backend, settings.base_url))
             results.append(await check_models(backend, ModelType.TEXT, settings.default_text_model))
             results.append(
                 await check_models(backend, ModelType.IMAGE, settings.default_image_model)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from aipg_mcp.grid.base import JobKind, JobState
 from aipg_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -115,13 +116,77 @@ def first_line(text: str | None) -> str:
     return next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
 
 
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _range(schema: Mapping[str, Any]) -> str:
+    """A number schema's bounds: ``lo..hi``, or ``>= lo`` / ``< hi`` and the like; "" if none."""
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        return f"{_number(low)}..{_number(high)}"
+    bounds = []
+    if low is not None:
+        bounds.append(f">= {_number(low)}")
+    elif (above := schema.get("exclusiveMinimum")) is not None:
+        bounds.append(f"> {_number(above)}")
+    if high is not None:
+        bounds.append(f"<= {_number(high)}")
+    elif (below := schema.get("exclusiveMaximum")) is not None:
+        bounds.append(f"< {_number(below)}")
+    return ", ".join(bounds)
+
+
+def shape(schema: Mapping[str, Any]) -> str:
+    """What a property takes, as ``call --list TOOL`` shows it: its allowed values
+    (``text|image``), number ranges (``integer 64..3072, multiple of 64``), list items
+    (``array of caption|interrogation|nsfw``) and length limits. ``null`` is left out: an
+    optional argument is marked as such beside it."""
+    arms = [
+        arm
+        for arm in (*schema.get("anyOf", ()), *schema.get("oneOf", ()))
+        if isinstance(arm, Mapping) and arm.get("type") != "null"
+    ]
+    if arms:
+        return " or ".join(dict.fromkeys(shape(arm) for arm in arms))
+    if "enum" in schema:
+        return "|".join(str(value) for value in schema["enum"] if value is not None)
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    if isinstance(ref := schema.get("$ref"), str):
+        return ref.rsplit("/", 1)[-1]
+    kind = schema.get("type")
+    kinds = [k for k in kind if k != "null"] if isinstance(kind, list) else [kind]
+    described = [_one_type(str(k), schema) for k in kinds if k]
+    return " or ".join(described) or "any"
+
+
+def _one_type(kind: str, schema: Mapping[str, Any]) -> str:
+    """One JSON type of a property with the constraints that apply to it."""
+    text, details = kind, []
+    if kind in ("integer", "number"):
+        if bounds := _range(schema):
+            text = f"{kind} {bounds}"
+        if "multipleOf" in schema:
+            details.append(f"multiple of {_number(schema['multipleOf'])}")
+    elif kind == "string" and "maxLength" in schema:
+        details.append(f"at most {schema['maxLength']} characters")
+    elif kind == "array":
+        items = schema.get("items")
+        if isinstance(items, Mapping) and items:
+            text = f"array of {shape(items)}"
+        if "maxItems" in schema:
+            details.append(f"at most {schema['maxItems']} items")
+    return ", ".join([text, *details])
+
+
 def describe_tool(tool: Tool) -> str:
-    """A tool's description and its arguments, for ``call --list TOOL``."""
+    """A tool's description and its arguments, for ``call --list TOOL``: each argument's type
+    with its allowed values and ranges, whether it is required, and its default."""
     schema: Mapping[str, Any] = tool.input_schema or {}
     required = set(schema.get("required") or ())
     lines = [tool.name, "", inspect.cleandoc(tool.description or ""), "", "arguments:"]
     for name, prop in (schema.get("properties") or {}).items():
-        kinds = "|".join(sorted(_types(prop) - {"null"})) or "any"
         if name in required:
             note = "required"
         elif prop.get("default") is not None:
@@ -129,7 +194,7 @@ def describe_tool(tool: Tool) -> str:
         else:
             note = "optional"
         desc = f"  {prop['description']}" if prop.get("description") else ""
-        lines.append(f"  {name} ({kinds}, {note}){desc}")
+        lines.append(f"  {name} ({shape(prop)}; {note}){desc}")
     return "\n".join(lines)
 
 
@@ -225,3 +290,59 @@ async def run_call(
         if path not in text:
             print(f"Saved: {path}", file=out)
     return EXIT_OK
+
+
+NO_JOB = (
+    "interrupted before the grid answered a submit for this call (the ledger holds no job of it)."
+)
+JOB_KINDS = {"generate_text": "text", "generate_image": "image", "caption_image": "caption"}
+"""The tools that submit a grid job, and the kind of job each submits."""
+
+
+def after_interrupt(settings: Settings, request: CallRequest, since: float) -> str:
+    """What became of the call's grid job when Ctrl-C stopped it, as the job ledger recorded it.
+
+    A generate call submitted since ``since`` (a ``time.time()``) is found in the ledger: its
+    wait was aborted, which cancels the job on a Horde grid and stops only the local request on
+    AI Power Grid's ``/v1``. ``get_status`` and ``cancel_job`` name their job themselves.
+    """
+    from aipg_mcp.server.ledger import JobRecord, Ledger, LedgerError
+
+    kind = JOB_KINDS.get(request.tool or "")
+    named = request.json_arguments.get("job_id")
+    named = next((value for key, value in reversed(request.pairs) if key == "job_id"), named)
+    if kind is None and not isinstance(named, str):
+        return "interrupted."
+    if not settings.ledger_path.is_file():
+        return NO_JOB
+    ledger = Ledger(settings.ledger_path)
+    try:
+        record: JobRecord | None
+        if kind is not None:
+            jobs = ledger.recent(limit=20, kind=JobKind(kind))
+            record = next((job for job in jobs if job.submitted_at >= since), None)
+        else:
+            record = ledger.get(str(named))
+    except LedgerError as exc:
+        return f"interrupted; the job ledger cannot tell what became of the job: {exc}"
+    finally:
+        ledger.close()
+    if record is None:
+        if kind is not None:
+            return NO_JOB
+        return f"interrupted; job {named} is not in this server's ledger."
+    job = f"{record.kind} job {record.job_id}"
+    check = f"check it with: aipg-mcp call get_status --arg job_id={record.job_id}"
+    if kind is None or record.state is not JobState.CANCELLED:
+        return f"interrupted; {job} is {record.state} in the ledger; {check}"
+    if record.api == "v1":
+        return (
+            f"interrupted; {job} was stopped here only: AI Power Grid's /v1 API cannot cancel a "
+            "job, so the grid may still finish and bill it."
+        )
+    if record.result is None:
+        return (
+            f"interrupted; {job} could not be cancelled on the grid (the cancel got no answer), "
+            f"so it may still run; {check}"
+        )
+    return f"interrupted; {job} was cancelled on the grid."

@@ -10,29 +10,40 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio.from_thread
+import httpx
 import pytest
 
 from aipg_mcp.cli import main
-from aipg_mcp.doctor import Status, check_ledger, check_output_dir, redact
+from aipg_mcp.doctor import Status, check_ledger, check_output_dir, redact, v1_key_source
+from aipg_mcp.grid.base import JobKind, JobState, Submission
+from aipg_mcp.server.ledger import Ledger
+from aipg_mcp.settings import Settings
 from aipg_mcp.shell import (
     CallRequest,
     ProgressLine,
     UsageError,
+    after_interrupt,
     build_arguments,
     parse_pairs,
     parse_value,
+    shape,
 )
+from aipg_mcp.testing.__main__ import DEFAULT_KEY, DEFAULT_USER
 from tests.conftest import API_KEY, Grid, running_grid
 
 AUTH_TOKEN = "bearer-token-do-not-print-42"
 ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "aipg_mcp"]
 
 
 @pytest.fixture(params=["v2", "v1"])
@@ -100,8 +111,8 @@ def test_doctor_wrong_key_fails_and_says_what_to_fix(
     assert code == 1
     line = next(line for line in out.splitlines() if line.startswith("✗ API key:"))
     assert "does not know the key" in line and "Fix:" in line
-    if cli_grid.api == "v1":
-        assert "dashboard.aipowergrid.io" in line
+    if cli_grid.api == "v1":  # a grid on this machine, not AI Power Grid: no dashboard there
+        assert "aipg-mcp fake-grid prints its keys" in line and "dashboard" not in line
     assert wrong not in out + err
     assert_no_secrets(out, err)
 
@@ -116,7 +127,16 @@ def test_doctor_without_key(
         assert "! API key: none set: running anonymously" in out
     else:  # /v1 has no anonymous access
         assert code == 1
-        assert "✗ API key: none set" in out and "https://dashboard.aipowergrid.io" in out
+        assert "✗ API key: none set" in out and "aipg-mcp fake-grid prints its keys" in out
+
+
+def test_v1_key_advice_names_where_the_key_comes_from() -> None:
+    assert "https://dashboard.aipowergrid.io" in v1_key_source("https://api.aipowergrid.io")
+    assert "copy it again" in v1_key_source("https://api.aipowergrid.io/", again=True)
+    for local in ("http://127.0.0.1:7002", "http://localhost:7002", "http://[::1]:7002"):
+        assert "fake-grid prints its keys" in v1_key_source(local)
+    elsewhere = v1_key_source("https://grid.example.org")
+    assert "operator" in elsewhere and "dashboard" not in elsewhere
 
 
 @pytest.mark.parametrize("cli_grid", ["v2"], indirect=True)  # the grid is not asked anyway
@@ -282,7 +302,36 @@ def test_call_list(cli_grid: Grid, capsys: pytest.CaptureFixture[str]) -> None:
     assert "Generate images on the grid" in out
     code, out, _ = run(capsys, "call", "--list", "generate_image")
     assert code == 0
-    assert "prompt (string, required)" in out and "width (integer, default 1024)" in out
+    assert "  prompt (string; required)" in out
+    assert "  width (integer 64..3072, multiple of 64; default 1024)" in out
+    assert "  n (integer 1..20; default 1)" in out
+    code, out, _ = run(capsys, "call", "--list", "list_models")
+    assert code == 0 and "  type (text|image; " in out
+    code, out, _ = run(capsys, "call", "--list", "caption_image")
+    assert code == 0 and "  forms (array of caption|interrogation|nsfw; " in out
+
+
+def test_argument_shapes_show_allowed_values_and_ranges() -> None:
+    assert shape({"type": "string", "enum": ["text", "image"]}) == "text|image"
+    assert shape({"type": ["string", "null"], "enum": ["text", "image", None]}) == "text|image"
+    assert shape({"anyOf": [{"enum": ["a", "b"], "type": "string"}, {"type": "null"}]}) == "a|b"
+    assert shape({"type": "integer", "minimum": 64, "maximum": 3072, "multipleOf": 64}) == (
+        "integer 64..3072, multiple of 64"
+    )
+    assert shape(
+        {"anyOf": [{"type": "number", "minimum": 0.001, "maximum": 1}, {"type": "null"}]}
+    ) == ("number 0.001..1")
+    assert shape({"type": "number", "exclusiveMinimum": 0}) == "number > 0"
+    assert shape({"type": "integer", "minimum": 1}) == "integer >= 1"
+    assert shape({"type": ["string", "integer", "null"], "maxLength": 8, "minimum": 0}) == (
+        "string, at most 8 characters or integer >= 0"
+    )
+    assert (
+        shape({"type": "array", "items": {"enum": ["caption", "nsfw"]}, "maxItems": 2})
+        == "array of caption|nsfw, at most 2 items"
+    )
+    assert shape({"$ref": "#/$defs/Lora"}) == "Lora"
+    assert shape({}) == "any"
 
 
 def test_call_other_tools(cli_grid: Grid, capsys: pytest.CaptureFixture[str]) -> None:
@@ -387,3 +436,209 @@ def test_help_and_lazy_imports() -> None:
         cwd=ROOT,
     )
     assert "--json-output" in call_help.stdout and "exit codes" in call_help.stdout
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a CLI process: no AIPG_* of the caller's, folders under tmp_path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIPG_")}
+    env.update(AIPG_OUTPUT_DIR=str(tmp_path / "images"), AIPG_DATA_DIR=str(tmp_path / "data"))
+    env.update(extra)
+    return env
+
+
+# ------------------------------------------------------------------------------ Ctrl-C
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="Ctrl-C is not a signal one process sends")
+@pytest.mark.parametrize(
+    ("cli_grid", "cancel_fails"),
+    [("v2", False), ("v2", True), ("v1", False)],
+    indirect=["cli_grid"],
+)
+def test_ctrl_c_says_what_became_of_the_grid_job(cli_grid: Grid, cancel_fails: bool) -> None:
+    if cancel_fails:
+        cli_grid.fake.inject("image_cancel", 500, times=None)
+    call = ["call", "generate_image", "--arg", "prompt=a slow one [fake:seconds=300]"]
+    process = subprocess.Popen(
+        [*CLI, *call, "--arg", "width=256", "--arg", "height=256"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stderr.readline() if process.stderr else ""
+        assert first.startswith("generate_image ["), first  # submitted, and progress came
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    found = re.search(r"^aipg-mcp call: interrupted; image job (\S+) ", last)
+    assert found, last
+    job_id = found.group(1)
+    record = Ledger(Path(os.environ["AIPG_DATA_DIR"]) / "jobs.sqlite3").get(job_id)
+    assert record is not None and record.state is JobState.CANCELLED
+    if cli_grid.api == "v1":
+        assert "was stopped here only" in last and "may still finish and bill it" in last
+    elif cancel_fails:
+        assert "could not be cancelled on the grid" in last
+        assert f"aipg-mcp call get_status --arg job_id={job_id}" in last
+    else:
+        assert last.endswith(f"image job {job_id} was cancelled on the grid.")
+        assert cli_grid.grid_cancels("image") == 1
+        assert cli_grid.fake.jobs[job_id].state.value == "cancelled"
+    assert_no_secrets(out, err)
+
+
+def test_interrupt_report_without_a_cancelled_job(tmp_path: Path) -> None:
+    """Ctrl-C before the grid answered a submit, or while get_status waited (which cancels
+    nothing): the report says so, with the job's state and how to check it."""
+    settings = Settings(output_dir=tmp_path / "images", data_dir=tmp_path / "data")
+    generate = CallRequest("generate_image", pairs=[("prompt", "a fox")])
+    assert "before the grid answered a submit" in after_interrupt(settings, generate, 0.0)
+    ledger = Ledger(settings.ledger_path)
+    submission = Submission(job_id="job-1", kind=JobKind.IMAGE)
+    ledger.record_submission(submission, api="v2", grid="g", params={}, fingerprint="f")
+    ledger.close()
+    assert "before the grid answered a submit" in after_interrupt(settings, generate, 2e9)
+    waiting = CallRequest("get_status", json_arguments={"job_id": "job-1"})
+    assert after_interrupt(settings, waiting, 0.0) == (
+        "interrupted; image job job-1 is queued in the ledger; "
+        "check it with: aipg-mcp call get_status --arg job_id=job-1"
+    )
+    unknown = CallRequest("get_status", pairs=[("job_id", "job-2")])
+    assert "job job-2 is not in this server's ledger" in after_interrupt(settings, unknown, 0.0)
+
+
+# -------------------------------------------------------------------------------- HTTP
+
+
+@pytest.mark.slow
+def test_http_refuses_a_port_out_of_range(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*CLI, "--transport", "http", "--port", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(tmp_path, AIPG_LOG_LEVEL="INFO"),
+    )
+    assert done.returncode == 2  # bad usage
+    assert "argument --port: must be a port number from 1 to 65535, not '99999'" in done.stderr
+    assert "serving" not in done.stderr
+
+
+@pytest.mark.slow
+def test_http_on_a_port_in_use_says_so_and_never_claims_to_serve(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [*CLI, "--transport", "http", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(tmp_path, AIPG_LOG_LEVEL="INFO"),
+        )
+    assert done.returncode == 1
+    assert f"aipg-mcp: cannot serve HTTP on 127.0.0.1:{port}:" in done.stderr
+    assert "another program is listening there" in done.stderr
+    assert "serving" not in done.stderr
+
+
+@pytest.mark.slow
+def test_http_logs_serving_once_it_listens(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*CLI, "--transport", "http", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(tmp_path, AIPG_LOG_LEVEL="INFO"),
+    )
+    try:
+        assert process.stderr is not None
+        line = ""
+        while "serving MCP" not in line:
+            line = process.stderr.readline()
+            assert line, "the server ended without saying it serves"
+        assert f"serving MCP at http://127.0.0.1:{port}/mcp" in line
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)  # at once, no retry
+        assert health.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# ---------------------------------------------------------------------------- fake grid
+
+
+def test_fake_grid_help_names_the_command_and_its_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["fake-grid", "--help"])
+    shown = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert shown.startswith("usage: aipg-mcp fake-grid ") and "python -m" not in shown
+    for default in ("(default: 7001)", "(default: v2)", "(default: 5.0)", "(default: 200)"):
+        assert default in shown
+    assert f"{DEFAULT_USER}, key {DEFAULT_KEY}" in shown
+    with pytest.raises(SystemExit) as exited:
+        main(["fake-grid", "--port", "70000"])
+    assert exited.value.code == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", ["v2", "v1"])
+def test_fake_grid_prints_a_key_the_doctor_accepts(
+    api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the README has it: start a fake grid, then point the doctor at the URL and key it
+    printed; on both APIs every check passes."""
+    process = subprocess.Popen(
+        [*CLI, "fake-grid", "--port", "0", "--api", api, "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(tmp_path),
+    )
+    try:
+        assert process.stdout is not None
+        url, key_line = process.stdout.readline().strip(), process.stdout.readline().strip()
+        assert key_line == f"API key: {DEFAULT_KEY} (user {DEFAULT_USER})"
+        assert url.endswith("/api") == (api == "v2")
+        for name, value in clean_env(tmp_path).items():
+            monkeypatch.setenv(name, value)
+        for name in [n for n in os.environ if n.startswith("AIPG_") and "_DIR" not in n]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("AIPG_BASE_URL", url)
+        monkeypatch.setenv("AIPG_API_KEY", key_line.split()[2])
+        code, out, _ = run(capsys, "doctor")
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert code == 0, out
+    assert f"({api}, probed)" in out
+    assert f"✓ API key: valid, belongs to {DEFAULT_USER}" in out
+
+
+# --------------------------------------------------------------------------------- demo
+
+
+@pytest.mark.slow
+def test_demo_keeps_the_images_whose_paths_it_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code, out, _ = run(capsys, "demo")
+    assert code == 0, out
+    [folder] = tmp_path.glob("aipg-mcp-demo-*")
+    printed = [Path(word) for word in out.split() if word.endswith(".webp")]
+    assert len(printed) == 3
+    for path in printed:
+        assert path.is_file() and path.is_relative_to(folder / "images")
+    assert out.rstrip().endswith(
+        f"The images are kept in {folder / 'images'}; delete {folder} when you are done."
+    )

@@ -15,8 +15,12 @@ import asyncio
 import hmac
 import json
 import logging
+import socket
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 
 from aipg_mcp import __version__
@@ -121,10 +125,57 @@ def build_http_app(mcp: MCPServer[AppState], settings: Settings) -> ASGIApp:
     return app
 
 
-async def serve_http(mcp: MCPServer[AppState], settings: Settings) -> None:
-    """Serve until cancelled."""
-    import uvicorn
+def bind_sockets(host: str, port: int) -> list[socket.socket]:
+    """TCP sockets bound to ``host:port``, one per address the host resolves to, as asyncio
+    would bind them for a server.
 
+    Binding first lets a taken port or a foreign address fail with an ``OSError`` the command
+    line can explain, before anything claims to be serving.
+    """
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(found):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            if sys.platform != "win32":  # on Windows the option would let two servers share a port
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
+def listening_url(sockets: list[socket.socket]) -> str:
+    """``http://host:port`` of the first socket, as clients on this machine would write it."""
+    host, port = sockets[0].getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, calling back once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._on_started()
+
+
+async def serve_http(
+    mcp: MCPServer[AppState], settings: Settings, sockets: list[socket.socket] | None = None
+) -> None:
+    """Serve until cancelled, on ``sockets`` if given (see :func:`bind_sockets`), else on the
+    configured host and port."""
+    if sockets is None:
+        sockets = bind_sockets(settings.host, settings.port)
     app = build_http_app(mcp, settings)
     config = uvicorn.Config(
         app,
@@ -134,18 +185,19 @@ async def serve_http(mcp: MCPServer[AppState], settings: Settings) -> None:
         access_log=False,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
     if settings.trust_proxy and settings.auth_token is None and not settings.loopback:
         log.warning(
             "%s is set: serving without a bearer token; only an authenticating proxy in front "
             "may reach this port",
             TRUST_PROXY_ENV,
         )
-    log.info(
-        "serving MCP at http://%s:%d%s (event loop: %s)",
-        settings.host,
-        settings.port,
-        MCP_PATH,
-        type(asyncio.get_running_loop()).__module__.split(".")[0],
-    )
-    await server.serve()
+
+    def started() -> None:
+        log.info(
+            "serving MCP at %s%s (event loop: %s)",
+            listening_url(sockets),
+            MCP_PATH,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
+        )
+
+    await _Server(config, started).serve(sockets=sockets)
