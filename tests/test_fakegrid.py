@@ -190,9 +190,9 @@ async def test_prompt_directives(fake: FakeGrid, client: httpx.AsyncClient) -> N
     faulty = await submit_text(client, "boom [fake:fault]")
     censored = await submit_image(client, "nsfw [fake:censor]")
     slow = await submit_text(client, "slow [fake:seconds=30]")
-    fake.advance(2)
+    fake.advance(3)
     fault = (await client.get(f"/v2/generate/text/status/{faulty}")).json()
-    assert fault["done"] and fault["faulted"] and fault["restarted"] == 3
+    assert fault["done"] and fault["finished"] == 0 and fault["restarted"] == 2
     assert fault["generations"] == []
     (image,) = (await client.get(f"/v2/generate/status/{censored}")).json()["generations"]
     assert image["censored"] is True
@@ -200,6 +200,29 @@ async def test_prompt_directives(fake: FakeGrid, client: httpx.AsyncClient) -> N
     assert (await client.get(f"/v2/generate/text/status/{slow}")).json()["done"] is False
     fake.finish(slow)
     assert (await client.get(f"/v2/generate/text/status/{slow}")).json()["done"] is True
+
+
+async def test_a_failed_worker_restarts_the_job_once_then_the_grid_gives_up(
+    fake: FakeGrid, client: httpx.AsyncClient
+) -> None:
+    # The grid re-queues a job its worker failed while fewer jobs ended than were asked for
+    # (failed ones count as ended), and sets "faulted" only past two failed jobs.
+    one = await submit_image(client, "boom [fake:fault]")
+    two = await submit_image(client, "boom twice [fake:fault]", params={"n": 2})
+    fake.advance(1.3)  # picked up at 0.2, failed at 1.2: queued again
+    for job_id, n in ((one, 1), (two, 2)):
+        again = (await client.get(f"/v2/generate/check/{job_id}")).json()
+        assert again["restarted"] == n and again["waiting"] == n and again["done"] is False
+    fake.advance(0.2)  # a worker took it again
+    retrying = (await client.get(f"/v2/generate/status/{one}")).json()
+    assert retrying["processing"] == 1 and retrying["restarted"] == 1
+    fake.advance(1.0)  # the second run fails too
+    fake.check_cache.clear()  # the grid serves a check from cache for a second
+    single = (await client.get(f"/v2/generate/check/{one}")).json()
+    assert single["done"] is True and single["faulted"] is False
+    assert (single["finished"], single["restarted"], single["waiting"]) == (0, 2, 0)
+    batch = (await client.get(f"/v2/generate/check/{two}")).json()
+    assert batch["done"] is True and batch["faulted"] is True and batch["restarted"] == 4
 
 
 async def test_job_controls(fake: FakeGrid, client: httpx.AsyncClient) -> None:
@@ -427,6 +450,15 @@ async def test_injected_status_then_recovery(fake: FakeGrid, client: httpx.Async
     assert len((await client.get("/v2/status/news")).json()) >= 3
 
 
+async def test_a_status_after_the_route_ran(fake: FakeGrid, client: httpx.AsyncClient) -> None:
+    # The real v2 server saves and queues a request, then answers 500 when a later write fails.
+    fake.inject("image_async", 500, after=True)
+    failed = await client.post("/v2/generate/async", json={"prompt": "x"}, headers=ANON)
+    assert failed.status_code == 500 and failed.json() == {"message": "Internal Server Error"}
+    (job,) = fake.jobs.values()
+    assert (await client.get(f"/v2/generate/check/{job.id}")).status_code == 200
+
+
 async def test_delayed_submit_is_still_queued_once(
     fake: FakeGrid, client: httpx.AsyncClient
 ) -> None:
@@ -489,8 +521,11 @@ async def test_find_user(fake: FakeGrid, client: httpx.AsyncClient) -> None:
     assert (anon["username"], anon["id"], anon["concurrency"]) == ("Anonymous#0", 0, 500)
     assert "records" in anon and "kudos_details" in anon
     assert (await client.get("/v2/find_user")).json()["rc"] == "InvalidAPIKey"
-    unknown = await client.get("/v2/find_user", headers={"apikey": "nobody"})
-    assert unknown.status_code == 404 and unknown.json()["rc"] == "UserNotFound"
+    unknown = await client.get("/v2/find_user", headers={"apikey": "nobody-0123456789"})
+    assert unknown.status_code == 404 and unknown.json() == {
+        "message": "User with api_key 'nobody-0123456789' not found.",  # the grid repeats it
+        "rc": "UserNotFound",
+    }
 
 
 async def test_status_endpoints(client: httpx.AsyncClient) -> None:

@@ -70,6 +70,9 @@ _MODELS = TypeAdapter(list[ActiveModel])
 _NEWS = TypeAdapter(list[Newspiece])
 _CAPTION_DONE = {"done", "partial"}
 _GATEWAY_ERRORS = (502, 504)
+# The grid saves and queues a request before its last writes; when one of those fails, it
+# answers 500 with the job already in the queue.
+_LATE_ERRORS = (500,)
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
 
@@ -147,6 +150,11 @@ class HordeV2Backend:
                 raise SubmitOutcomeUnknown(
                     f"the grid's gateway answered the submit with HTTP {exc.status}; the grid "
                     "behind it may have queued the job"
+                ) from None
+            if exc.status in _LATE_ERRORS:
+                raise SubmitOutcomeUnknown(
+                    f"the grid failed while taking the submit ({exc.message}); it may have "
+                    "queued the job before it failed, so the job may exist"
                 ) from None
             raise
         try:
@@ -287,9 +295,14 @@ def _state(check: RequestStatusCheck) -> JobState:
     if check.faulted:
         return JobState.FAULTED
     if check.done:
-        # Cancelling sets a request's remaining jobs to zero, so it reads as done; a request that
-        # really finished has at least one finished job.
-        return JobState.DONE if check.finished else JobState.CANCELLED
+        if check.finished:
+            return JobState.DONE
+        # Nothing finished. The grid re-queues a job its worker failed (``restarted`` counts
+        # them) while fewer jobs ended than were asked for, failed ones included; so a request
+        # whose worker failed again reads as done with nothing finished, without ``faulted``
+        # (the grid sets that only past two failed jobs). With no failed job, it was cancelled:
+        # a cancel sets the remaining jobs to zero, which also reads as done.
+        return JobState.FAULTED if check.restarted else JobState.CANCELLED
     if check.processing or check.finished:
         return JobState.PROCESSING
     return JobState.QUEUED

@@ -49,8 +49,9 @@ T = TypeVar("T")
 class WaitOutcome:
     """How a wait ended.
 
-    ``state`` is final (done, faulted, cancelled, expired) or, when the budget ran out, the last
-    known state: the job keeps running and ``progress`` is the handle to report.
+    ``state`` is final (done, faulted, cancelled, expired) or, when the budget ran out or no
+    worker can serve the job (:func:`unservable`), the last known state: the job keeps running
+    and ``progress`` is the handle to report.
     """
 
     job_id: str
@@ -101,6 +102,11 @@ class PollScheduler:
         return min(self.policy.max_interval, remaining)
 
 
+def unservable(progress: JobProgress) -> bool:
+    """The grid says no worker can serve the job, and none has taken any of it."""
+    return not progress.is_possible and not progress.processing and not progress.finished
+
+
 async def wait_for_job(
     backend: GridBackend,
     kind: JobKind,
@@ -113,6 +119,9 @@ async def wait_for_job(
     on_abort: AbortCallback | None = None,
 ) -> WaitOutcome:
     """Wait up to ``budget`` seconds for a job to end.
+
+    A job no worker can serve returns at the first poll that says so: it would wait out the
+    budget for nothing, and its caller can change the request instead.
 
     ``on_progress`` is called after every poll, and at least every ``tick`` seconds in between
     with the last answer (its ``wait_time`` counted down), so a caller can keep reporting
@@ -144,6 +153,8 @@ async def wait_for_job(
                     await on_progress(polled.progress)
                 if outcome.state.final:
                     await _finish(backend, outcome, polled, deadline)
+                    return outcome
+                if unservable(polled.progress):
                     return outcome
             now = time.monotonic()
             left = deadline - now

@@ -32,6 +32,7 @@ from aipg_mcp.grid.errors import (
     error_from_response,
     image_too_large,
 )
+from aipg_mcp.grid.models import ANONYMOUS_KEY
 
 if TYPE_CHECKING:
     import ssl
@@ -41,6 +42,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("aipg_mcp.grid")
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+REDACTED_KEY = "[API key]"
+"""What stands in for the API key wherever a grid's answer repeats it."""
+
+
+def redact(value: Any, secret: str | None) -> Any:
+    """``value`` (text, or decoded JSON) with every occurrence of ``secret`` replaced.
+
+    Grids repeat the key they were sent in some messages (AI Horde's "User with api_key '…' not
+    found"), valid or not; no such message may carry it on into a result, a log line or the
+    ledger.
+    """
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, REDACTED_KEY) if secret in value else value
+    if isinstance(value, Mapping):
+        return {redact(k, secret): redact(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(item, secret) for item in value]
+    return value
 
 
 class ErrorMapper(Protocol):
@@ -122,7 +143,8 @@ class GridTransport:
     A poll never waits behind a download or a streamed answer, and each pool holds at most its
     lane's :data:`LANE_CALLS` connections. The clients are created on first use, so importing
     and starting the server stays fast. The API key travels only in the ``apikey`` header of API
-    calls, never to download URLs and never into an exception or log line.
+    calls, never to download URLs and never into an exception or log line: every answer of the
+    grid, error or not, reaches its caller with the key replaced by :data:`REDACTED_KEY`.
     """
 
     def __init__(
@@ -136,6 +158,8 @@ class GridTransport:
         key_header: str = "apikey",
     ) -> None:
         self._api_key = api_key
+        # The shared anonymous key is public: text that holds it stays as it is.
+        self._secret = None if api_key == ANONYMOUS_KEY else api_key or None
         self._error_for_status = errors
         self._key_header = key_header
         self.user_agent = user_agent
@@ -229,7 +253,9 @@ class GridTransport:
                 ) from None
             else:
                 if response.is_success:
-                    return response.status_code, _decode_submit(url, response)
+                    return response.status_code, self._redacted(
+                        response, _decode_submit(url, response)
+                    )
                 error = self._error_for(response, job_route=False)
                 await self._before_resend("submit", error, attempt, started, sent=True)
 
@@ -286,7 +312,7 @@ class GridTransport:
                 delay = policy.backoff(attempt)
             else:
                 if response.is_success:
-                    return _decode_json(response)
+                    return self._redacted(response, _decode_json(response))
                 error = self._error_for(response, job_route=job_route)
                 if response.status_code not in RETRYABLE_STATUS or error.rc == "TooManyPrompts":
                     raise error
@@ -328,7 +354,7 @@ class GridTransport:
                         ) as response,
                     ):
                         if response.is_success:
-                            yield response.aiter_lines()
+                            yield _RedactedLines(response.aiter_lines(), self._secret)
                             return
                         await response.aread()
                         error: GridError = self._error_for(response, job_route=False)
@@ -383,12 +409,18 @@ class GridTransport:
                 f"the image download failed: {_describe_transport(url, exc)}"
             ) from None
 
+    def _redacted(self, response: httpx.Response, payload: Any) -> Any:
+        """A decoded answer without the API key (walked only when the raw answer holds it)."""
+        if self._secret is None or self._secret.encode() not in response.content:
+            return payload
+        return redact(payload, self._secret)
+
     def _error_for(self, response: httpx.Response, *, job_route: bool) -> GridError:
         content_type = response.headers.get("content-type", "")
         body: Any = None
         if "json" in content_type:
             try:
-                body = response.json()
+                body = redact(response.json(), self._secret)
             except ValueError:
                 body = None
         return self._error_for_status(
@@ -398,6 +430,21 @@ class GridTransport:
             retry_after=parse_retry_after(response.headers.get("retry-after")),
             job_route=job_route,
         )
+
+
+class _RedactedLines:
+    """A stream's lines with the API key replaced (see :func:`redact`)."""
+
+    def __init__(self, lines: AsyncIterator[str], secret: str | None) -> None:
+        self._lines = lines
+        self._secret = secret
+
+    def __aiter__(self) -> _RedactedLines:
+        return self
+
+    async def __anext__(self) -> str:
+        line: str = redact(await self._lines.__anext__(), self._secret)
+        return line
 
 
 @functools.cache

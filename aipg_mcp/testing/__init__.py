@@ -90,10 +90,15 @@ Knobs (plain attributes, changeable at any time):
 Steering single requests: put ``[fake:fault]``, ``[fake:never]``, ``[fake:censor]`` or
 ``[fake:seconds=N]`` in a prompt (for interrogations, in the ``source_image`` URL; for ``/v1``
 chat, in the last user message). Or use ``grid.jobs`` (and :meth:`FakeGrid.v1_jobs`) with
-:meth:`FakeGrid.finish`, :meth:`FakeGrid.fault` and :meth:`FakeGrid.expire`.
+:meth:`FakeGrid.finish`, :meth:`FakeGrid.fault` and :meth:`FakeGrid.expire`. On ``/api/v2`` a
+``[fake:fault]`` request behaves as a failing worker does on the real grid: the grid counts the
+failed jobs in ``restarted`` and runs the request again once; when that run fails too, it reads
+``done`` with nothing finished (``faulted`` only past two failed jobs).
 
 Breaking the network: :meth:`FakeGrid.inject` makes the next requests to a route slow, fail with
-a status, answer HTML, drop the connection mid-body or answer truncated JSON;
+a status (``after=True``: once the route has run, as the real v2 server answers 500 when a write
+fails after it queued the request), answer HTML, drop the connection mid-body or answer
+truncated JSON;
 :meth:`FakeGrid.clear_faults` ends that. Every request is recorded in ``grid.received``. To break
 the result downloads apart from the API (the real grids serve them from other hosts), serve them
 on a second port with :func:`serve_media_host` and point ``grid.media_origin`` at it.

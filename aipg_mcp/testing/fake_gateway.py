@@ -71,7 +71,8 @@ class Fault:
 
     ``drop`` and ``malformed`` let the request be processed and then spoil its answer (a response
     lost in transit); ``status`` and ``html`` answer instead of processing it (a failing proxy or
-    server). ``delay`` comes first in every case.
+    server), or, with ``after``, once it was processed (a server that fails after it saved the
+    request). ``delay`` comes first in every case.
     """
 
     route: str
@@ -85,6 +86,7 @@ class Fault:
     body: Any = None
     hits: int = 0
     api: str = "v2"
+    after: bool = False
 
     @property
     def spent(self) -> bool:
@@ -94,7 +96,9 @@ class Fault:
     @property
     def answers_instead(self) -> bool:
         """True when the route is not run at all."""
-        return not (self.drop or self.malformed) and (self.status is not None or self.html)
+        return not (self.drop or self.malformed or self.after) and (
+            self.status is not None or self.html
+        )
 
     def response(self) -> Response:
         """The answer of a ``status`` or ``html`` fault."""
@@ -293,7 +297,7 @@ class Gateway:
         if rejection is not None:
             await self._too_many(rejection)(scope, replay, send)
             return
-        if fault is not None and (fault.drop or fault.malformed):
+        if fault is not None and (fault.drop or fault.malformed or fault.after):
             await self._spoil(fault, scope, replay, send)
             return
         await self.app(scope, replay, send)
@@ -354,9 +358,13 @@ class Gateway:
         return decorated
 
     async def _spoil(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the route, then break its answer: cut the connection or truncate the JSON."""
+        """Run the route, then break its answer: cut the connection, truncate the JSON, or
+        answer the fault's status instead."""
         capture = _Capture()
         await self.app(scope, receive, capture)
+        if fault.after and not (fault.drop or fault.malformed):
+            await fault.response()(scope, receive, send)
+            return
         full = bytes(capture.body)
         if fault.malformed and not fault.drop:
             truncated = full[: max(1, len(full) // 2)] if full else b"{"

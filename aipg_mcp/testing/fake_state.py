@@ -3,8 +3,9 @@
 Nothing here knows about HTTP. A :class:`FakeJob` is one asynchronous request as the grid sees
 it (a text, image or interrogation request with ``n`` jobs). Its state moves
 ``waiting -> processing -> finished | faulted``, or to ``cancelled`` when it is cancelled before a
-worker takes it. The scheduler (:func:`plan`) is a pure function that the grid runs lazily on every
-access, so no background tasks are needed.
+worker takes it. A Horde v2 request whose worker fails goes back to ``waiting`` once, as on the
+real grid (see :attr:`FakeJob.restarted`). The scheduler (:func:`plan`) is a pure function that
+the grid runs lazily on every access, so no background tasks are needed.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ WORKER_IDS: dict[JobKind, str] = {
     for kind, name in WORKER_NAMES.items()
 }
 
-#: How many faulted jobs make the grid give up on a request (it faults on the third).
+#: How many faulted jobs make the grid's cleaner mark a request ``faulted`` (more than two).
 FAULT_RESTARTS = 3
 
 
@@ -72,9 +73,9 @@ class FakeUser:
     )
     balance_micro: int = 0
     promotional_micro: int = 0
-    daily_requests: dict[int, int] = field(default_factory=dict)
     #: What the key may do on ``/v1``; without ``inference.submit`` generation answers 403.
     scopes: tuple[str, ...] = ("inference.submit", "account.read")
+    daily_requests: dict[int, int] = field(default_factory=dict)
 
     @property
     def is_anonymous(self) -> bool:
@@ -177,6 +178,14 @@ class FakeJob:
     model: str | None = None
     generations: list[FakeGeneration] = field(default_factory=list)
     api: ApiName = "v2"
+    restarted: int = 0
+    """Jobs a worker failed (each is aborted and counted here).
+
+    The real grid puts a failed job back in the queue while fewer jobs have ended (failures
+    count as ended) than the request asked for, so a request of ``n`` jobs whose worker fails
+    runs again once; when that run fails too, the request reads ``done`` with nothing finished.
+    Its ``faulted`` flag is set by the grid's cleaner, and only past two failed jobs.
+    """
 
     @property
     def waiting(self) -> int:
@@ -194,19 +203,15 @@ class FakeJob:
         return self.n if self.state is JobState.FINISHED else 0
 
     @property
-    def restarted(self) -> int:
-        """Jobs that faulted and were re-queued; a faulted request has used all its restarts."""
-        return FAULT_RESTARTS if self.state is JobState.FAULTED else 0
-
-    @property
     def done(self) -> bool:
         """Finished, faulted, or cancelled with nothing left on a worker."""
         return self.state in (JobState.FINISHED, JobState.FAULTED, JobState.CANCELLED)
 
     @property
     def faulted(self) -> bool:
-        """True once the grid gave up on the request."""
-        return self.state is JobState.FAULTED
+        """The grid's ``faulted`` flag: it gave up on the request after more than two failed
+        jobs. A request of one job whose worker failed twice ends without it."""
+        return self.state is JobState.FAULTED and self.restarted >= FAULT_RESTARTS
 
     @property
     def kudos(self) -> float:

@@ -55,9 +55,9 @@ TEXT_NO_WORKERS = (
     "Warning: No available workers can fulfill this request. It will expire in 20 minutes. "
     "Consider reducing the amount of tokens to generate."
 )
-IMAGE_NO_WORKERS = (
+IMAGE_NO_WORKERS = (  # the grid's own words, typo included
     "Warning: No available workers can fulfill this request. It will expire in 20 minutes "
-    "unless a worker appears. Consider reducing its size of the request or choosing a "
+    "unless a worker appears. Please confider reducing its size of the request or choosing a "
     "different model."
 )
 ALCHEMY_NO_WORKERS = "Warning: No available workers can fulfill this interrogation right now."
@@ -476,13 +476,16 @@ class V2Api:
     # ---------------------------------------------------------------------------- discovery
 
     async def find_user(self, request: Request) -> Response:
-        """``GET /v2/find_user``: the key's owner (401 without a key, 404 for an unknown one)."""
+        """``GET /v2/find_user``: the key's owner (401 without a key, 404 for an unknown one).
+
+        The 404's message repeats the key it was sent, as the real grid's does.
+        """
         key = request.headers.get("apikey")
         if not key:
             raise ApiError(401, INVALID_KEY_MESSAGE, "InvalidAPIKey")
         user = self.grid.users.get(key)
         if user is None:
-            raise ApiError(404, "User with this API key not found.", "UserNotFound")
+            raise ApiError(404, f"User with api_key '{key}' not found.", "UserNotFound")
         self.grid.sync()
         return json_response(self._user_details(user))
 

@@ -51,6 +51,7 @@ from aipg_mcp.testing.fake_results import fake_text, interrogation_result, upsca
 from aipg_mcp.testing.fake_state import (
     ANONYMOUS_KEY,
     API_NAMES,
+    FAULT_RESTARTS,
     KINDS,
     WORKER_IDS,
     WORKER_NAMES,
@@ -69,8 +70,8 @@ from aipg_mcp.testing.fake_state import (
 from aipg_mcp.testing.fake_v1 import (
     DEFAULT_V1_IMAGE_MODELS,
     DEFAULT_V1_LIMITS,
-    DEFAULT_V1_TEXT_MODELS,
     DEFAULT_V1_SIZE_BANDS,
+    DEFAULT_V1_TEXT_MODELS,
     V1_ROUTE_NAMES,
     V1Api,
     V1Error,
@@ -205,9 +206,9 @@ class FakeGrid:
         self.v1_media_concurrency = 4
         self.v1_text_concurrency = 24
         self.v1_prices: dict[str, dict[str, float]] = {}
-        self.v1_incidents: list[dict[str, Any]] = []
         self.v1_size_bands: dict[str, tuple[int, int]] = dict(DEFAULT_V1_SIZE_BANDS)
         self.v1_charging = False
+        self.v1_incidents: list[dict[str, Any]] = []
         self.v1_advisories: list[dict[str, Any]] = []
         self.app = self._build_app()
 
@@ -329,6 +330,7 @@ class FakeGrid:
         html: bool = False,
         retry_after: float | None = None,
         body: Any = None,
+        after: bool = False,
     ) -> Fault:
         """Make the next ``times`` requests to ``route`` fail (``times=None``: until cleared).
 
@@ -336,12 +338,24 @@ class FakeGrid:
         ``status`` (with ``body``/``retry_after``) answers that status instead, ``html`` answers
         an HTML page (status 404 unless given), ``drop`` processes the request and breaks the
         connection mid-body, ``malformed`` processes it and answers 200 with truncated JSON.
+        ``after`` processes the request first and then answers ``status`` (or ``html``): the real
+        v2 server saves and queues a request before a later write fails, and answers 500.
         """
         if route not in ROUTE_NAMES:
             raise ValueError(f"unknown route {route!r}; known: {', '.join(sorted(ROUTE_NAMES))}")
         api = "v1" if route in V1_ROUTE_NAMES else "v2"
         fault = Fault(
-            route, status, times, delay, drop, malformed, html, retry_after, body, api=api
+            route,
+            status,
+            times,
+            delay,
+            drop,
+            malformed,
+            html,
+            retry_after,
+            body,
+            api=api,
+            after=after,
         )
         return self.faults.add(fault)
 
@@ -357,13 +371,19 @@ class FakeGrid:
         if job.state is JobState.WAITING:
             self._start(job, self.now())
         if job.state is JobState.PROCESSING:
-            self._complete(job, self.now(), faulted=False)
+            self._complete(job, self.now())
 
     def fault(self, job_id: str) -> None:
-        """Make request ``job_id`` fault now: done and faulted, no generations."""
+        """Make the grid give up on request ``job_id`` now: done and faulted, no generations.
+
+        (A ``[fake:fault]`` request gets there the real grid's way: its worker fails, the grid
+        runs it again, and that run fails too.)
+        """
         job = self._job(job_id)
         if job.state in (JobState.WAITING, JobState.PROCESSING):
-            self._complete(job, self.now(), faulted=True)
+            job.restarted = max(job.restarted, FAULT_RESTARTS)
+            self._end(job, self.now())
+            job.state = JobState.FAULTED
 
     def expire(self, job_id: str) -> None:
         """Delete request ``job_id`` as the grid's cleaner does on expiry."""
@@ -408,7 +428,8 @@ class FakeGrid:
                 del self.jobs[job.id]
                 self.check_cache.pop(job.id, None)
         for kind in KINDS:
-            self._run(kind, now)
+            while self._run(kind, now):
+                pass  # a failed run put a request back in the queue: schedule it again
         self._sim_time = max(self._sim_time, now)
         while self._done_log and self._done_log[0][0] < now - 60:
             self._done_log.popleft()
@@ -431,14 +452,20 @@ class FakeGrid:
         ends = [end for _, end in running.values()]
         return {**plan(waiting, ends, self._sim_time, threads), **running}
 
-    def _run(self, kind: JobKind, now: float) -> None:
+    def _run(self, kind: JobKind, now: float) -> bool:
+        """Start and end the requests of ``kind`` due by ``now``; True if one was re-queued."""
+        requeued = False
         schedule = sorted(self._schedule(kind).items(), key=lambda item: item[1][1])
         for job_id, (start, end) in schedule:
             job = self.jobs[job_id]
             if job.state is JobState.WAITING and start <= now:
                 self._start(job, start)
             if job.state is JobState.PROCESSING and end <= now:
-                self._complete(job, end, faulted=job.directives.fault)
+                if job.directives.fault:
+                    requeued |= self._worker_failed(job, end)
+                else:
+                    self._complete(job, end)
+        return requeued
 
     def _of_kind(self, kind: JobKind) -> Iterator[FakeJob]:
         return (job for job in self.jobs.values() if job.kind == kind)
@@ -473,13 +500,32 @@ class FakeGrid:
         fallback = job.models[0] if job.models else next(iter(models), "")
         job.model = self.candidate_model(job) or fallback
 
-    def _complete(self, job: FakeJob, at: float, *, faulted: bool) -> None:
+    def _end(self, job: FakeJob, at: float) -> None:
         if job.started_at is None:
             job.started_at = at
         job.ended_at = at
-        if faulted:
-            job.state = JobState.FAULTED
-            return
+
+    def _worker_failed(self, job: FakeJob, at: float) -> bool:
+        """The worker failed every job of the run; True if the grid queued the request again.
+
+        The real grid re-queues a failed job while fewer jobs have ended (failed ones count as
+        ended) than the request asked for, and not after a cancel. A ``/v1`` request or an
+        interrogation is not run again: it fails at once.
+        """
+        requeue = job.restarted < job.n and not job.cancel_requested
+        job.restarted += job.n
+        if requeue and job.api == "v2" and job.kind != "interrogation":
+            job.state = JobState.WAITING
+            job.started_at = None
+            job.model = None
+            job.pickup_at = at + self.pickup_seconds
+            return True
+        self._end(job, at)
+        job.state = JobState.FAULTED
+        return False
+
+    def _complete(self, job: FakeJob, at: float) -> None:
+        self._end(job, at)
         job.state = JobState.FINISHED
         job.generations = [self._generation(job, index) for index in range(job.n)]
         self._charge(job, at)
