@@ -18,6 +18,7 @@ from aipg_mcp.server.ledger import Ledger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
 from aipg_mcp.server.state import AppState
+from aipg_mcp.server.surface import GridServer
 from aipg_mcp.server.tools import register_tools
 from aipg_mcp.settings import Settings
 
@@ -73,7 +74,7 @@ def build_server(
             await state.sessions.aclose()
             state.ledger.close()
 
-    mcp: MCPServer[AppState] = MCPServer(
+    mcp: MCPServer[AppState] = GridServer(
         "aipg-mcp",
         title="AI Power Grid",
         version=__version__,

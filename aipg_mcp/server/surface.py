@@ -1,0 +1,98 @@
+"""What clients list and read of the server: lean definitions, dedented text, plain refusals.
+
+:class:`GridServer` is the SDK's ``MCPServer`` with three changes a model notices:
+
+- ``tools/list`` carries lean schemas (:func:`~aipg_mcp.server.schemas.lean_schema`): every
+  input constraint, none of the padding; output schemas without descriptions or defaults;
+- every tool, resource, template and prompt description is dedented (docstrings are indented
+  as the code is, and that indentation would reach the client line by line);
+- arguments that fail validation come back as one line per argument naming the limit that
+  matters (:mod:`aipg_mcp.server.refusals`), not pydantic's text with its documentation URLs.
+
+Validation itself is the SDK's, against the same models as before: only what is shown changes.
+"""
+
+from __future__ import annotations
+
+from inspect import cleandoc
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.types import (
+    CallToolResult,
+    InputRequiredResult,
+    Prompt,
+    Resource,
+    ResourceTemplate,
+    Tool,
+)
+from pydantic import ValidationError
+
+from aipg_mcp.server.refusals import refusal
+from aipg_mcp.server.schemas import lean_schema
+from aipg_mcp.server.state import AppState
+
+
+def dedented(text: str | None) -> str | None:
+    return None if text is None else cleandoc(text)
+
+
+class GridServer(MCPServer[AppState]):
+    """The MCP server of aipg-mcp (see the module's description)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Tools are registered once, when the server is built: their lean form is kept.
+        self._lean_tools: dict[str, Tool] = {}
+
+    async def list_tools(self) -> list[Tool]:
+        return [self._lean(tool) for tool in await super().list_tools()]
+
+    def _lean(self, tool: Tool) -> Tool:
+        lean = self._lean_tools.get(tool.name)
+        if lean is None:
+            output = tool.output_schema
+            lean = tool.model_copy(
+                update={
+                    "description": dedented(tool.description),
+                    "input_schema": lean_schema(tool.input_schema),
+                    "output_schema": output and lean_schema(output, annotations=False),
+                }
+            )
+            self._lean_tools[tool.name] = lean
+        return lean
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            invalid = exc.__cause__
+            if not isinstance(invalid, ValidationError):
+                raise
+            listed = {tool.name: tool for tool in await self.list_tools()}
+            schema = listed[name].input_schema if name in listed else None
+            # Caused by the same ValidationError, so the SDK logs it as refused arguments.
+            raise ToolError(f"Error executing tool {name}: {refusal(invalid, schema)}") from invalid
+
+    async def list_resources(self) -> list[Resource]:
+        return [
+            item.model_copy(update={"description": dedented(item.description)})
+            for item in await super().list_resources()
+        ]
+
+    async def list_resource_templates(self) -> list[ResourceTemplate]:
+        return [
+            item.model_copy(update={"description": dedented(item.description)})
+            for item in await super().list_resource_templates()
+        ]
+
+    async def list_prompts(self) -> list[Prompt]:
+        return [
+            item.model_copy(update={"description": dedented(item.description)})
+            for item in await super().list_prompts()
+        ]
