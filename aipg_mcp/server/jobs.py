@@ -33,7 +33,7 @@ from aipg_mcp.grid.errors import (
     NotFound,
     SubmitOutcomeUnknown,
 )
-from aipg_mcp.grid.jobs import WaitOutcome, wait_for_job
+from aipg_mcp.grid.jobs import WaitOutcome, unservable, wait_for_job
 from aipg_mcp.grid.models import ImageRequest, InterrogationRequest, ModelType, TextRequest
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
 from aipg_mcp.server.ledger import JobRecord, fingerprint
@@ -64,6 +64,8 @@ def describe_progress(progress: JobProgress) -> str:
         parts.append(f"ETA {progress.wait_time} s")
     if progress.finished or progress.processing:
         parts.append(f"{progress.finished} finished, {progress.processing} processing")
+    if progress.restarted:
+        parts.append(f"a worker failed, the grid is retrying ({progress.restarted} failed so far)")
     if not progress.is_possible:
         parts.append("no worker can serve it right now")
     return ", ".join(parts)
@@ -249,6 +251,7 @@ class JobRunner:
                 record.job_id, state=outcome.state, progress=outcome.progress, error=error
             )
             report = self._report(record, None)
+            await self._explain_unservable(record, report)
             if error:
                 report.warnings.append(f"The last look at the job failed: {error}")
             return Delivery(report)
@@ -261,6 +264,39 @@ class JobRunner:
         )
         self._hold_resends(record, outcome.result)
         return await self._deliver(record, outcome.result, inline=inline)
+
+    async def _explain_unservable(self, record: JobRecord, report: JobReport) -> None:
+        """Tell why a job no worker can serve will not run, naming its model and the served
+        models closest to it, so the caller can change the request instead of waiting it out."""
+        if record.progress is None or not unservable(record.progress):
+            return
+        job = record.job_id
+        report.eta_seconds = None  # the grid's estimate counts on a worker there is none of
+        named = [str(name) for name in record.params.get("models") or []]
+        if named and record.kind is not JobKind.CAPTION:
+            model_type = ModelType(record.kind.value)
+            names = await self.state.cache.get(
+                f"served-near:{self.grid}:{model_type.value}:{named[0]}",
+                lambda: served_alternatives(self.backend, model_type, named[0]),
+            )
+            asked = ", ".join(f"'{name}'" for name in named)
+            report.message = (
+                "No worker can serve this job right now, so it waits in the grid's queue without "
+                f"running: it asks for {asked}, which no online worker serves for a request like "
+                f"this (or the grid does not know that name). {suggestion(names)}"
+            ).strip()
+            change = "call again with a served model"
+        else:
+            report.message = (
+                "No worker can serve this job right now, so it waits in the grid's queue without "
+                "running: no online worker takes a request like this."
+            )
+            change = "call again with a smaller request or later"
+        report.next_step = (
+            f'cancel_job(job_id="{job}") and {change} (list_models shows what is served), or '
+            f'get_status(job_id="{job}") later: the grid keeps the job queued in case a worker '
+            "appears."
+        )
 
     async def _refusal(self, record: JobRecord, exc: JobRefused) -> JobRefused:
         """The refusal, with served models close to the one named when the model was unknown."""
@@ -304,6 +340,9 @@ class JobRunner:
         if record is not None:
             return record
         if not self.backend.capabilities.lookup_unknown_jobs:
+            # A request the grid refused left no record; the backend still says why.
+            with contextlib.suppress(JobNotFound):
+                await self.backend.poll(kind or JobKind.IMAGE, job_id)
             raise JobNotFound(
                 f"no job {job_id} in this server's ledger",
                 hint="This grid's API cannot look up jobs this server did not start; check the "
@@ -340,9 +379,6 @@ class JobRunner:
             return delivery
         try:
             answer = await self.backend.cancel(record.kind, record.job_id)
-            # A request the grid refused left no record; the backend still says why.
-            with contextlib.suppress(JobNotFound):
-                await self.backend.poll(kind or JobKind.IMAGE, job_id)
         except JobNotFound as exc:
             lost = JobState.INTERRUPTED if isinstance(exc, JobInterrupted) else JobState.EXPIRED
             record = self.state.ledger.update(record.job_id, state=lost, error=exc.describe())
@@ -513,13 +549,11 @@ class JobRunner:
                         seed=image.seed,
                         model=image.model,
                         worker=image.worker_name,
-                        worker_id=image.worker_id,
                         censored=image.censored,
                         faulted=image.id in errors,
                         error=errors.get(image.id),
                         width=width,
                         height=height,
-                        url=image.url,
                         path=path,
                         resource_uri=image_uri(record.job_id, image.id) if path else None,
                     )
@@ -532,8 +566,14 @@ def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
     job = record.job_id
     match record.state:
         case JobState.QUEUED | JobState.PROCESSING:
+            restarted = record.progress.restarted if record.progress else 0
             return (
-                "Still running on the grid; nothing is lost by returning now.",
+                (
+                    "Still running on the grid: a worker failed, so the grid is retrying it "
+                    f"({restarted} failed so far); nothing is lost by returning now."
+                    if restarted
+                    else "Still running on the grid; nothing is lost by returning now."
+                ),
                 f'get_status(job_id="{job}", wait_seconds=40) to wait again, or '
                 f'cancel_job(job_id="{job}") to stop it.',
             )
@@ -560,9 +600,15 @@ def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
                 "submit it again anyway.",
             )
         case JobState.FAULTED:
+            restarted = record.progress.restarted if record.progress else 0
             return (
                 record.error
-                or "The grid's workers failed this job repeatedly, so the grid gave up on it.",
+                or (
+                    f"Faulted by the grid's workers: they failed this job {restarted} time(s), "
+                    "so the grid gave up on it."
+                    if restarted
+                    else "The grid's workers failed this job, so the grid gave up on it."
+                ),
                 "Submit again, perhaps with another model (list_models shows what is served).",
             )
         case JobState.CANCELLED:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import cache, partial
 from typing import Annotated, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from aipg_mcp.grid.base import JobKind, JobProgress
 from aipg_mcp.grid.errors import GridError
@@ -27,8 +36,10 @@ from aipg_mcp.grid.models import (
     TextRequest,
 )
 from aipg_mcp.server.jobs import Delivery, JobRunner, describe_progress
-from aipg_mcp.server.media import MediaError, load_source_image
+from aipg_mcp.server.media import MediaError, load_source_image, parse_image_uri
+from aipg_mcp.server.refusals import refusal
 from aipg_mcp.server.reports import JobReport, summary
+from aipg_mcp.server.schemas import Schema, lean_schema
 from aipg_mcp.server.session_config import session_settings
 from aipg_mcp.server.state import AppState
 
@@ -57,26 +68,53 @@ def _unicode(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_unicode)]
 
+MAX_NUMERIC_SEED = 2**53 - 1  # the largest whole number every JSON client keeps exact
+
+
+def _seed_text(value: object) -> object:
+    """A seed given as a number, as results show seeds, is taken as its digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise PydanticKnownError("greater_than_equal", {"ge": 0})
+        if value > MAX_NUMERIC_SEED:
+            raise PydanticKnownError("less_than_equal", {"le": MAX_NUMERIC_SEED})
+        return str(value)
+    return value
+
+
+Seed = Annotated[
+    Annotated[str, Field(max_length=256)] | None,
+    BeforeValidator(_seed_text),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": 256},
+                {"type": "integer", "minimum": 0, "maximum": MAX_NUMERIC_SEED},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+
 WaitSeconds = Annotated[
     float | None,
     Field(
         ge=0,
         le=600,
-        description="How long to wait for the result before returning a job handle. Hosts cut "
-        "tool calls at about 60 s, so the default (about 40 s) stays below that; if the job is "
-        "not done by then, call get_status with the job_id.",
+        description="Seconds to wait for the result before returning a job handle (default "
+        "about 40, under the 60 s hosts allow a call); get_status(job_id) waits again.",
     ),
 ]
 NewJob = Annotated[
     bool,
     Field(
-        description="Submit even if an identical request was made in the last few minutes. "
-        "Leave false when retrying after a timeout: the earlier job is returned, not paid twice."
+        description="Submit anew even if an identical request was made in the last few "
+        "minutes. Leave false to retry: the earlier job is returned, not paid twice."
     ),
 ]
 InlinePreviews = Annotated[
     bool,
-    Field(description="Include downscaled previews you can see. Full-size files are saved anyway."),
+    Field(description="Include previews you can see (full-size files are saved anyway)."),
 ]
 JobId = Annotated[
     str, Field(min_length=1, max_length=128, description="The job_id a tool returned.")
@@ -100,6 +138,7 @@ RESULT_META = {"anthropic/maxResultSizeChars": 1_000_000}
 
 class ModelInfo(BaseModel):
     name: str
+    type: Literal["text", "image"]
     workers: int = Field(description="Workers serving it now; 0 means jobs will wait.")
     queued: float = Field(description="Work queued for it (megapixelsteps or tokens).")
     jobs: float = Field(description="Jobs waiting for it.")
@@ -108,7 +147,7 @@ class ModelInfo(BaseModel):
 
 
 class ModelList(BaseModel):
-    type: Literal["text", "image"]
+    type: Literal["text", "image"] | None = Field(description="The kind asked for; null: both.")
     grid: str
     models: list[ModelInfo]
     note: str
@@ -148,15 +187,19 @@ async def _grid_call(call: Awaitable[T]) -> T:
 
 
 def _request(build: Callable[[], T]) -> T:
-    """Build a grid request, reporting a broken limit as an error that names the field."""
+    """Build a grid request, reporting a broken limit as an error that names the argument."""
     try:
         return build()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ToolError(f"Invalid arguments: {problems}. Fix them and call again.") from None
+        raise ToolError(refusal(exc, _request_schema(exc.title), unnest=("params",))) from None
+
+
+@cache
+def _request_schema(title: str) -> Schema | None:
+    """The lean schema of the grid request model named ``title``, for its limits."""
+    models = {model.__name__: model for model in (TextRequest, ImageRequest, InterrogationRequest)}
+    model = models.get(title)
+    return lean_schema(model.model_json_schema()) if model else None
 
 
 def _progress_sink(ctx: AppContext, budget: float) -> Callable[[JobProgress], Awaitable[None]]:
@@ -202,8 +245,18 @@ def _given(**values: object) -> dict[str, object]:
 
 
 async def _source_image(state: AppState, spec: str, argument: str) -> str:
-    """Read an input image off the event loop, within the folders the settings allow."""
+    """Read an input image off the event loop, within the folders the settings allow; an
+    ``aipg://images/...`` resource of this server is read from its saved file."""
     roots = state.settings.source_roots
+    saved = parse_image_uri(spec.strip())
+    if saved is not None:
+        data = await anyio.to_thread.run_sync(lambda: state.saved_image(*saved))
+        if data is None:
+            raise ToolError(
+                f"{argument}: no saved image {spec.strip()} on this server; pass the "
+                "resource_uri of an image a generate call returned (get_status shows them)"
+            )
+        spec = base64.b64encode(data).decode("ascii")
     try:
         return await anyio.to_thread.run_sync(
             lambda: load_source_image(spec, allowed_roots=roots, argument=argument)
@@ -339,10 +392,17 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         ] = None,
         sampler_name: Annotated[Sampler | None, Field(description="Horde grids only.")] = None,
         seed: Annotated[
-            str | None, Field(max_length=256, description="Reuse to reproduce.")
+            Seed, Field(description="A seed a result showed, to reproduce it (text or number).")
         ] = None,
         n: Annotated[int, Field(ge=1, le=20, description="How many images.")] = 1,
         karras: Annotated[bool | None, Field(description="Horde grids only.")] = None,
+        allow_downgrade: Annotated[
+            bool | None,
+            Field(
+                description="Horde grids only: when the account lacks the kudos a large request "
+                "needs upfront, let the grid shrink its size and steps instead of refusing it."
+            ),
+        ] = None,
         nsfw: Annotated[bool, Field(description="Allow NSFW workers and results.")] = False,
         censor_nsfw: Annotated[
             bool, Field(description="Have workers blur NSFW results even when nsfw is false.")
@@ -355,8 +415,8 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         source_image: Annotated[
             Text | None,
             Field(
-                description="For img2img: an http(s) URL, a data: URL, base64, or a local file "
-                "path inside the allowed folders (the output folder, for one)."
+                description="For img2img: an image's resource_uri (aipg://images/...), an "
+                "http(s) URL, a data: URL, base64, or a local file path inside the allowed folders."
             ),
         ] = None,
         denoising_strength: Annotated[
@@ -395,6 +455,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                     "censor_nsfw": censor_nsfw,
                     "source_image": source,
                     "source_processing": "img2img" if source else None,
+                    "allow_downgrade": allow_downgrade,
                     "params": _given(
                         width=width,
                         height=height,
@@ -427,8 +488,8 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             str,
             Field(
                 min_length=1,
-                description="An http(s) URL, a data: URL, base64, or a local path inside the "
-                "allowed folders.",
+                description="An image's resource_uri (aipg://images/...), an http(s) URL, a "
+                "data: URL, base64, or a local path inside the allowed folders.",
             ),
         ],
         ctx: AppContext,
@@ -466,12 +527,13 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         ] = 0,
         kind: KindHint = None,
         inline_previews: InlinePreviews = True,
-    ) -> Annotated[CallToolResult, JobReport]:
-        """Look at a job (from this server, even before a restart, or any job id on the grid).
+    ) -> CallToolResult:
+        """Look at a job this server started (also after a restart), or on Horde grids any job id.
 
-        Returns the results when it is done (images as previews plus saved files), else its
-        state, queue position and ETA. With wait_seconds it waits for the job first; stopping
-        that wait does not cancel the job.
+        Returns the report the generate tools return: the results when it is done (images as
+        previews plus saved files), else its state, queue position and ETA. With wait_seconds
+        it waits for the job first; stopping that wait does not cancel the job. AI Power Grid's
+        /v1 API cannot look up jobs started elsewhere.
         """
         state = _state(ctx)
         runner = await _runner(state)
@@ -493,11 +555,12 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         ctx: AppContext,
         kind: KindHint = None,
         inline_previews: InlinePreviews = True,
-    ) -> Annotated[CallToolResult, JobReport]:
-        """Cancel a job on the grid, returning whatever had already finished.
+    ) -> CallToolResult:
+        """Cancel a job, returning whatever had already finished (the generate tools' report).
 
-        Work not yet started is dropped and not charged; jobs already on a worker may still
-        finish (and be charged).
+        On Horde grids the grid cancels it: work not yet started is dropped and not charged;
+        work already on a worker may still finish and be charged. AI Power Grid's /v1 API has no
+        cancel: only the wait here stops, and the grid may still finish the job and bill it.
         """
         state = _state(ctx)
         delivery = await _grid_call(
@@ -554,18 +617,28 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
             )
         backend = await _grid_call(state.grid())
         estimate = await _grid_call(backend.estimate(request))
+        affordable = estimate.affordable
         if estimate.cost is None:
-            note = "The grid has no price for this request."
+            note = "The grid has no price for this request, so affordable is unknown."
         else:
             note = f"About {estimate.cost:g} {estimate.unit}."
-            if estimate.affordable is False:
-                note += " The account cannot afford it now."
+            if affordable is None and backend.anonymous:
+                note += (
+                    " Whether it is affordable is unknown: no AIPG_API_KEY is set, so the shared "
+                    "anonymous key would pay, and its balance is not this server's to read."
+                )
+            elif affordable is None:
+                account = await _grid_call(backend.account())
+                if account.balance is not None:
+                    affordable = account.balance >= estimate.cost
+            if affordable is False:
+                note += " The account's balance is below that: it cannot pay for it now."
         return CostEstimate(
             grid=backend.base_url,
             api=backend.capabilities.api,
             cost=estimate.cost,
             unit=estimate.unit,
-            affordable=estimate.affordable,
+            affordable=affordable,
             note=note,
         )
 
@@ -573,8 +646,9 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
     async def list_models(
         ctx: AppContext,
         type: Annotated[
-            Literal["text", "image"], Field(description="Which kind of model.")
-        ] = "image",
+            Literal["text", "image"] | None,
+            Field(description="Which kind of model; leave it out for both."),
+        ] = None,
         name: Annotated[
             Text | None, Field(description="Keep models whose name contains this.")
         ] = None,
@@ -584,25 +658,26 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
     ) -> ModelList:
         """List the grid's models with their workers, queue and ETA, best candidates first.
 
-        Pick a model near the top: it has workers online and the shortest wait.
+        Without a type, image models are listed first, then text models. Pick a model near
+        the top of its kind: it has workers online and the shortest wait.
         """
         state = _state(ctx)
-        kind = ModelType(type)
         backend = await _grid_call(state.grid())
-        models = await _grid_call(
-            state.cache.get(f"models:{kind.value}", lambda: backend.models(kind))
-        )
         needle = (name or "").lower()
-        chosen = [
-            m for m in models if needle in m.name.lower() and (include_offline or m.count > 0)
-        ]
-        chosen.sort(key=lambda m: (m.count <= 0, m.eta, m.queued, -m.count))
-        return ModelList(
-            type=type,
-            grid=backend.base_url,
-            models=[
+        listed: list[ModelInfo] = []
+        counts: list[str] = []
+        for kind in [ModelType(type)] if type else [ModelType.IMAGE, ModelType.TEXT]:
+            models = await _grid_call(
+                state.cache.get(f"models:{kind.value}", partial(backend.models, kind))
+            )
+            chosen = [
+                m for m in models if needle in m.name.lower() and (include_offline or m.count > 0)
+            ]
+            chosen.sort(key=lambda m: (m.count <= 0, m.eta, m.queued, -m.count))
+            listed.extend(
                 ModelInfo(
                     name=m.name,
+                    type=kind.value,
                     workers=m.count,
                     queued=m.queued,
                     jobs=m.jobs,
@@ -610,8 +685,13 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                     performance=m.performance,
                 )
                 for m in chosen
-            ],
-            note=f"{len(chosen)} of {len(models)} {type} models"
+            )
+            counts.append(f"{len(chosen)} of {len(models)} {kind.value} models")
+        return ModelList(
+            type=type,
+            grid=backend.base_url,
+            models=listed,
+            note=" and ".join(counts)
             + ("" if include_offline else " with workers online")
             + ", fastest first.",
         )
