@@ -148,12 +148,12 @@ async def test_faulted_job_is_its_own_outcome(backend: HordeV2Backend) -> None:
 async def test_a_failed_worker_is_a_retry_then_a_fault_never_a_cancel(
     grid: Grid, backend: HordeV2Backend
 ) -> None:
-    submission = await backend.submit_text(text_request("broken [fake:fault]"))
+    submission = await backend.submit_image(image_request("broken [fake:fault]"))
     grid.fake.advance(0.75)  # the worker failed it at 0.7; the grid runs it again
-    retrying = (await backend.poll(JobKind.TEXT, submission.job_id)).progress
+    retrying = (await backend.result(JobKind.IMAGE, submission.job_id)).progress
     assert not retrying.state.final and retrying.restarted == 1
     grid.fake.advance(0.7)  # the second run fails too: done, nothing finished, not "faulted"
-    ended = await backend.result(JobKind.TEXT, submission.job_id)
+    ended = await backend.result(JobKind.IMAGE, submission.job_id)
     assert ended.progress.state is JobState.FAULTED and ended.progress.restarted == 2
     cancelled = await backend.submit_text(text_request("never [fake:never]"))
     grid.fake.cancel(grid.fake.jobs[cancelled.job_id])  # by someone else

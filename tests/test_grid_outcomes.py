@@ -72,10 +72,12 @@ async def test_a_failed_worker_reads_as_a_retry_then_as_faulted_by_workers(
     grid: Grid, client: Client
 ) -> None:
     handle = report(
-        await client.call_tool("generate_text", {"prompt": "boom [fake:fault]", "wait_seconds": 0})
+        await client.call_tool(
+            "generate_image", {"prompt": "boom [fake:fault]", "wait_seconds": 0, **SMALL}
+        )
     )
     job = {"job_id": handle["job_id"], "wait_seconds": 0}
-    grid.fake.advance(0.75)  # its worker failed at 0.7: the grid runs it again
+    grid.fake.advance(1.05)  # its worker failed at 0.7; the second run started at 0.8
     retrying = report(await client.call_tool("get_status", job))
     assert retrying["state"] in ("queued", "processing"), retrying
     assert "a worker failed" in retrying["message"], retrying

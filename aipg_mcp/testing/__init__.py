@@ -92,8 +92,9 @@ Steering single requests: put ``[fake:fault]``, ``[fake:never]``, ``[fake:censor
 chat, in the last user message). Or use ``grid.jobs`` (and :meth:`FakeGrid.v1_jobs`) with
 :meth:`FakeGrid.finish`, :meth:`FakeGrid.fault` and :meth:`FakeGrid.expire`. On ``/api/v2`` a
 ``[fake:fault]`` request behaves as a failing worker does on the real grid: the grid counts the
-failed jobs in ``restarted`` and runs the request again once; when that run fails too, it reads
-``done`` with nothing finished (``faulted`` only past two failed jobs).
+failed jobs in ``restarted`` and runs the request again. An image request runs once more; when
+that run fails too, it reads ``done`` with nothing finished (``faulted`` only past two failed
+jobs). A text request runs again until three jobs failed, then reads ``done`` and ``faulted``.
 
 Breaking the network: :meth:`FakeGrid.inject` makes the next requests to a route slow, fail with
 a status (``after=True``: once the route has run, as the real v2 server answers 500 when a write

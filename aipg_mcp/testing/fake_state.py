@@ -3,8 +3,8 @@
 Nothing here knows about HTTP. A :class:`FakeJob` is one asynchronous request as the grid sees
 it (a text, image or interrogation request with ``n`` jobs). Its state moves
 ``waiting -> processing -> finished | faulted``, or to ``cancelled`` when it is cancelled before a
-worker takes it. A Horde v2 request whose worker fails goes back to ``waiting`` once, as on the
-real grid (see :attr:`FakeJob.restarted`). The scheduler (:func:`plan`) is a pure function that
+worker takes it. A Horde v2 request whose worker fails goes back to ``waiting``, as on the real
+grid (see :attr:`FakeJob.restarted`). The scheduler (:func:`plan`) is a pure function that
 the grid runs lazily on every access, so no background tasks are needed.
 """
 
@@ -181,10 +181,11 @@ class FakeJob:
     restarted: int = 0
     """Jobs a worker failed (each is aborted and counted here).
 
-    The real grid puts a failed job back in the queue while fewer jobs have ended (failures
-    count as ended) than the request asked for, so a request of ``n`` jobs whose worker fails
-    runs again once; when that run fails too, the request reads ``done`` with nothing finished.
-    Its ``faulted`` flag is set by the grid's cleaner, and only past two failed jobs.
+    The real grid puts a failed image job back in the queue while fewer jobs have ended
+    (failures count as ended) than the request asked for, so an image request whose worker
+    fails runs again once; when that run fails too, it reads ``done`` with nothing finished. A
+    failed text job goes back every time. The ``faulted`` flag is set by the grid's cleaner, and
+    only past two failed jobs.
     """
 
     @property

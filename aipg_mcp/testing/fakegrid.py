@@ -508,13 +508,17 @@ class FakeGrid:
     def _worker_failed(self, job: FakeJob, at: float) -> bool:
         """The worker failed every job of the run; True if the grid queued the request again.
 
-        The real grid re-queues a failed job while fewer jobs have ended (failed ones count as
-        ended) than the request asked for, and not after a cancel. A ``/v1`` request or an
-        interrogation is not run again: it fails at once.
+        The real grid re-queues a failed image job while fewer jobs have ended (failed ones
+        count as ended) than the request asked for, and a failed text job every time, until its
+        cleaner marks the request faulted past two failed jobs. Nothing is re-queued after a
+        cancel. A ``/v1`` request or an interrogation is not run again: it fails at once.
         """
-        requeue = job.restarted < job.n and not job.cancel_requested
+        if job.kind == "text":
+            requeue = job.restarted + job.n < FAULT_RESTARTS
+        else:
+            requeue = job.restarted < job.n
         job.restarted += job.n
-        if requeue and job.api == "v2" and job.kind != "interrogation":
+        if requeue and not job.cancel_requested and job.api == "v2" and job.kind != "interrogation":
             job.state = JobState.WAITING
             job.started_at = None
             job.model = None
