@@ -333,16 +333,16 @@ def after_interrupt(settings: Settings, request: CallRequest, since: float) -> s
         return f"interrupted; job {named} is not in this server's ledger."
     job = f"{record.kind} job {record.job_id}"
     check = f"check it with: aipg-mcp call get_status --arg job_id={record.job_id}"
+    if kind is not None and not record.state.final:
+        return (
+            f"interrupted; {job} could not be cancelled on the grid (the cancel got no answer), "
+            f"so it may still run; {check}"
+        )
     if kind is None or record.state is not JobState.CANCELLED:
         return f"interrupted; {job} is {record.state} in the ledger; {check}"
     if record.api == "v1":
         return (
             f"interrupted; {job} was stopped here only: AI Power Grid's /v1 API cannot cancel a "
             "job, so the grid may still finish and bill it."
-        )
-    if record.result is None:
-        return (
-            f"interrupted; {job} could not be cancelled on the grid (the cancel got no answer), "
-            f"so it may still run; {check}"
         )
     return f"interrupted; {job} was cancelled on the grid."

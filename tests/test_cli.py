@@ -479,7 +479,12 @@ def test_ctrl_c_says_what_became_of_the_grid_job(cli_grid: Grid, cancel_fails: b
     assert found, last
     job_id = found.group(1)
     record = Ledger(Path(os.environ["AIPG_DATA_DIR"]) / "jobs.sqlite3").get(job_id)
-    assert record is not None and record.state is JobState.CANCELLED
+    assert record is not None
+    # A cancel the grid never answered leaves the job live in the ledger, for get_status.
+    if cancel_fails:
+        assert not record.state.final, record
+    else:
+        assert record.state is JobState.CANCELLED, record
     if cli_grid.api == "v1":
         assert "was stopped here only" in last and "may still finish and bill it" in last
     elif cancel_fails:

@@ -502,11 +502,11 @@ def new_tag() -> str:
 
 
 async def generate(
-    client: Client, kind: str, tag: str, wait: float, *, extra: str = ""
+    client: Client, kind: str, tag: str, wait: float, *, extra: str = "", new_job: bool = False
 ) -> CallToolResult:
     """One generate call; ``tag`` in the prompt finds its submits and its job on the grid."""
     prompt = f"a fault test {tag} {extra}".strip()
-    arguments: dict[str, Any] = {"prompt": prompt, "wait_seconds": wait}
+    arguments: dict[str, Any] = {"prompt": prompt, "wait_seconds": wait, "new_job": new_job}
     if kind == "image":
         arguments |= {"width": 256, "height": 256}
     else:
@@ -602,9 +602,10 @@ async def test_fault_on_submit(stacks: dict[str, Stack], api: str, kind: str, fa
         # The grid may run the job though the call failed: its answer was lost after it took the
         # submit, a gateway in front of it failed, the grid failed after it queued the job, or
         # (/v1's 504) it stopped waiting for a worker but keeps the job.
-        # A gateway's 502 or 504 on v2 does not say whether the grid behind it took the job, and
-        # the v2 grid answers 500 when a write fails after it queued the request.
-        may_exist = fault.inject.get("status") in ((500, 502, 504) if api == "v2" else (504,))
+        # A gateway's 502 or 504 on v2 does not say whether the grid behind it took the job; the
+        # v2 grid answers 500 when a write fails after it queued the request, and /v1's 500 is an
+        # unexpected failure that may come after the job was dispatched.
+        may_exist = fault.inject.get("status") in ((500, 502, 504) if api == "v2" else (500, 504))
         unknown = fault.outcome_unknown or may_exist
         if unknown:
             assert "may" in text and ("queued" in text or "billed" in text or "finish" in text)
@@ -934,16 +935,24 @@ async def test_grid_down_mid_wait_then_back(stacks: dict[str, Stack], api: str) 
             assert while_down["state"] in ("queued", "processing"), while_down
             assert "get_status" in (while_down["next_step"] or ""), while_down
         else:
-            # The blocking call was cut: the answer is lost, and the result says so.
+            # The grid's restart cut the blocking call: the answer is lost, the grid may still
+            # finish and bill the job, and the result says so.
             assert while_down["state"] == "faulted", while_down
+            assert "new_job=true" in (while_down["next_step"] or ""), while_down
         await stack.api_host.up()
         await stack.media_host.up()
         assert submits(stack, "image", tag) == 1
         if api == "v2":
             assert_saved(await get_status(client, job_id))
         else:
-            # A lost /v1 answer cannot be looked up: the same call runs the job again.
-            again = await generate(client, "image", tag, SUBMIT_WAIT, extra="[fake:seconds=0.5]")
+            # A lost /v1 answer cannot be looked up: an identical call is held rather than
+            # billed twice, and new_job=true runs the job again.
+            held = await generate(client, "image", tag, SUBMIT_WAIT, extra="[fake:seconds=0.5]")
+            assert held.is_error and "new_job=true" in text_of(held), text_of(held)
+            assert submits(stack, "image", tag) == 1
+            again = await generate(
+                client, "image", tag, SUBMIT_WAIT, extra="[fake:seconds=0.5]", new_job=True
+            )
             assert report_of(again)["state"] == "done", text_of(again)
             assert_saved(report_of(again))
             assert submits(stack, "image", tag) == 2

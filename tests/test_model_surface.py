@@ -287,3 +287,12 @@ def test_caption_forms_read_as_words() -> None:
         "Tags: " + ", ".join(f"tag{i}" for i in range(20)) + " and 5 more; artists: Monet.",
         "Caption: processing.",
     ]
+
+
+def test_a_running_job_without_an_estimate_claims_no_time_left() -> None:
+    running = JobReport(
+        job_id="job-1", kind=JobKind.IMAGE, state=JobState.PROCESSING, grid="g", eta_seconds=0
+    )
+    assert "s left" not in summary(running)
+    running.eta_seconds = 12
+    assert "about 12 s left" in summary(running)

@@ -277,7 +277,7 @@ class AipgV1Backend:
                 job.result = JobResult(
                     progress=job.progress(),
                     error=exc.describe(),
-                    outcome_unknown=isinstance(exc, SubmitOutcomeUnknown | GenerationTimeout),
+                    outcome_unknown=_may_still_run(exc),
                     refused=job.refusal is not None,
                 )
                 log.info("%s job %s failed: %s", job.kind, job.id, exc)
@@ -551,6 +551,13 @@ _FIELD_NAMES = {
     "repetition_penalty": "rep_pen",
     "messages": "prompt",
 }
+
+
+def _may_still_run(exc: GridError) -> bool:
+    """True when the grid may still finish (and bill) a request whose answer failed here: the
+    answer was lost, the grid stopped waiting (504), or it failed unexpectedly (500) after work
+    may have started."""
+    return isinstance(exc, SubmitOutcomeUnknown | GenerationTimeout) or exc.status == 500
 
 
 def _in_callers_terms(exc: GridError) -> GridError:

@@ -209,12 +209,20 @@ class JobRunner:
             return Delivery(self._report(record, None))
 
         async def aborted(answer: JobResult | None) -> None:
+            if answer is None:
+                # The job may still run: it stays live in the ledger, for get_status to follow.
+                ledger.update(
+                    record.job_id,
+                    note="the client cancelled the call, but the grid's cancel got no answer, "
+                    "so the job may still run",
+                )
+                return
             where = "on the grid" if self.backend.capabilities.cancel else "here"
             ledger.update(
                 record.job_id,
                 state=JobState.CANCELLED,
                 result=answer,
-                error=answer.error if answer else None,
+                error=answer.error,
                 note=f"cancelled {where} because the client cancelled the call",
             )
 

@@ -96,7 +96,7 @@ def summary(report: JobReport) -> str:
         where = []
         if report.queue_position:
             where.append(f"queue position {report.queue_position}")
-        if report.eta_seconds is not None:
+        if report.eta_seconds:  # 0 is no estimate (/v1 gives none; v2 when past its own)
             where.append(f"about {report.eta_seconds} s left")
         if where:
             lines.append("Now: " + ", ".join(where) + ".")

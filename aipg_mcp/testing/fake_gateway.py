@@ -62,7 +62,24 @@ def is_v2_path(path: str) -> bool:
 
 
 class DroppedConnection(Exception):
-    """Raised on purpose mid-response so the server aborts the connection (a ``drop`` fault)."""
+    """Raised on purpose mid-response so the server aborts the connection (a ``drop`` fault).
+
+    A route that raises it before answering gets a :class:`CutConnection`: the answer starts,
+    then the connection is cut, as a client sees a server that dies mid-request.
+    """
+
+
+class CutConnection(Response):
+    """An answer that starts, then loses its connection before its body."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"2")],
+        }
+        await send(start)
+        raise DroppedConnection("fake grid cut the connection")
 
 
 @dataclass
@@ -393,6 +410,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 __all__ = [
+    "CutConnection",
     "DroppedConnection",
     "Fault",
     "FaultBook",

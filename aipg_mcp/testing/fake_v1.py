@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route, Router
 
+from aipg_mcp.testing.fake_gateway import DroppedConnection
 from aipg_mcp.testing.fake_results import fake_text
 from aipg_mcp.testing.fake_state import WORKER_NAMES, FakeJob, FakeUser, JobKind, JobState
 from aipg_mcp.testing.fake_v1_schema import (
@@ -119,7 +120,6 @@ TEXT_FAILED_MID = "Worker failed mid-generation; please retry."
 MEDIA_CRASHED = "fake media backend crashed"
 NO_MEDIA = "No media returned"
 IMAGE_TIMED_OUT = "image generation timed out"
-SHUTTING_DOWN = "The server is shutting down; please retry."
 TEXT_BUSY = "Too many concurrent requests (limit {limit}). Retry shortly."
 MEDIA_BUSY = "Too many concurrent jobs (limit {limit}). Retry shortly."
 QUOTA_MESSAGE = (
@@ -382,9 +382,10 @@ class V1Api:
         return release
 
     async def _tick(self) -> None:
-        """Let the fake clock move; give up when the server shuts down."""
+        """Let the fake clock move; when the server shuts down, cut the connection of a request
+        still waiting, as a real grid's restart does (its client gets no answer at all)."""
         if self.grid.stopping:
-            raise V1Error(503, SHUTTING_DOWN)
+            raise DroppedConnection("the fake grid stopped while the request waited")
         await anyio.sleep(POLL_SECONDS)
 
     def _online(self, table: Mapping[str, int]) -> list[str]:

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 
 from aipg_mcp.testing.fake_gateway import (
     V1_INTERNAL_ERROR,
+    CutConnection,
     DroppedConnection,
     Fault,
     FaultBook,
@@ -705,6 +706,7 @@ class FakeGrid:
             exception_handlers={
                 ApiError: _api_error,
                 V1Error: _v1_error,
+                DroppedConnection: _cut,
                 HTTPException: _http_error,
                 Exception: _server_error,
             },
@@ -754,6 +756,10 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _v1_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, V1Error)
     return v1_error_response(exc)
+
+
+async def _cut(request: Request, exc: Exception) -> Response:
+    return CutConnection()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
