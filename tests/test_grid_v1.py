@@ -246,8 +246,15 @@ async def test_a_lost_or_timed_out_answer_may_still_bill(v1: V1) -> None:
     outcome = await wait_for_job(v1.backend, JobKind.IMAGE, lost.job_id, budget=10)
     assert outcome.result is not None and outcome.result.outcome_unknown
 
+    # The grid's 500 wraps any failure of the handler, including ones after the job ran.
     v1.fake.inject("v1_images", status=500)
-    failed = await v1.backend.submit_image(image(seed="5"))
+    broken = await v1.backend.submit_image(image(seed="5"))
+    outcome = await wait_for_job(v1.backend, JobKind.IMAGE, broken.job_id, budget=10)
+    assert outcome.result is not None and outcome.result.outcome_unknown
+
+    # A worker's failure (502) is refunded: sending the request again bills it once.
+    v1.fake.inject("v1_images", status=502)
+    failed = await v1.backend.submit_image(image(seed="6"))
     outcome = await wait_for_job(v1.backend, JobKind.IMAGE, failed.job_id, budget=10)
     assert outcome.result is not None and not outcome.result.outcome_unknown
 
