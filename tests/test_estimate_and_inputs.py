@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 from PIL import Image
 from pydantic import SecretStr
 
 from aipg_mcp.server.app import build_server
 from aipg_mcp.settings import Settings
 from tests.conftest import API_KEY, Grid
+from tests.results import report, text_of
 
 pytestmark = pytest.mark.anyio
 V2_ONLY = pytest.mark.parametrize("any_grid", ["v2"], indirect=True)
@@ -30,16 +30,6 @@ V2_ONLY = pytest.mark.parametrize("any_grid", ["v2"], indirect=True)
 @pytest.fixture
 def grid(any_grid: Grid) -> Grid:
     return any_grid
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 # ----------------------------------------------------------------------------- estimate_cost
@@ -53,7 +43,7 @@ async def test_estimate_says_the_account_cannot_pay_when_its_balance_is_below_th
     else:
         grid.fake.v1_prices["FLUX.2 [klein]"] = {"image": 2_000_000}  # $2 an image
     async with Client(build_server(settings)) as client:  # type: ignore[arg-type]
-        costly = structured(
+        costly = report(
             await client.call_tool("estimate_cost", {"kind": "image", "n": 4, "steps": 60})
         )
     assert costly["cost"] and costly["cost"] > 1.0
@@ -65,7 +55,7 @@ async def test_estimate_says_the_account_can_pay_when_it_can(
     grid: Grid, settings: Settings
 ) -> None:
     async with Client(build_server(settings)) as client:  # type: ignore[arg-type]
-        cheap = structured(await client.call_tool("estimate_cost", {"kind": "image"}))
+        cheap = report(await client.call_tool("estimate_cost", {"kind": "image"}))
     assert cheap["affordable"] is True, cheap
 
 
@@ -75,7 +65,7 @@ async def test_an_anonymous_estimate_says_why_affordable_is_unknown(
 ) -> None:
     anonymous = replace(settings, api_key=None)
     async with Client(build_server(anonymous)) as client:  # type: ignore[arg-type]
-        answer = structured(await client.call_tool("estimate_cost", {"kind": "image"}))
+        answer = report(await client.call_tool("estimate_cost", {"kind": "image"}))
     assert answer["affordable"] is None
     assert "unknown" in answer["note"] and "AIPG_API_KEY" in answer["note"]
 
@@ -84,13 +74,13 @@ async def test_an_anonymous_estimate_says_why_affordable_is_unknown(
 
 
 async def first_image(client: Client) -> dict[str, Any]:
-    report = structured(
+    answer = report(
         await client.call_tool(
             "generate_image", {"prompt": "a teapot", "width": 512, "height": 512}
         )
     )
-    assert report["state"] == "done", report
-    image = report["images"][0]
+    assert answer["state"] == "done", answer
+    image = answer["images"][0]
     assert image["resource_uri"].startswith("aipg://images/")
     return image
 
@@ -104,7 +94,7 @@ async def test_a_resource_uri_of_this_server_works_as_source_image(
             "generate_image",
             {"prompt": "the same teapot, in blue", "source_image": image["resource_uri"]},
         )
-        assert structured(again)["state"] == "done"
+        assert report(again)["state"] == "done"
     sent = [r.json for r in grid.fake.received if r.route in ("image_async", "v1_images")][-1]
     source = sent.get("source_image") or sent.get("image")
     saved = Path(image["path"]).read_bytes()
@@ -120,7 +110,7 @@ async def test_a_resource_uri_works_as_the_image_to_caption(grid: Grid, settings
     async with Client(build_server(settings)) as client:  # type: ignore[arg-type]
         image = await first_image(client)
         caption = await client.call_tool("caption_image", {"image": image["resource_uri"]})
-        assert structured(caption)["state"] == "done", text_of(caption)
+        assert report(caption)["state"] == "done", text_of(caption)
 
 
 async def test_an_unknown_or_foreign_resource_uri_is_refused_by_name(

@@ -12,17 +12,16 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 from pydantic import SecretStr
 
 from aipg_mcp.server.app import build_server
 from aipg_mcp.settings import Settings
 from tests.conftest import API_KEY, Grid, running_grid
+from tests.results import report, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -33,16 +32,6 @@ SMALL = {"width": 256, "height": 256}
 async def client(settings: Settings) -> AsyncIterator[Client]:
     async with Client(build_server(settings)) as c:
         yield c
-
-
-def texts(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-
-
-def report(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, texts(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 # ------------------------------------------------------------------------- 500 on submit
@@ -56,12 +45,12 @@ async def test_a_500_on_submit_may_have_queued_the_job_and_is_not_resent(
     args = {"prompt": "a kiln at night", **SMALL}
     first = await client.call_tool("generate_image", args)
     assert first.is_error
-    said = texts(first)
+    said = text_of(first)
     assert "may exist" in said and "new_job" in said, said
     assert "retry in a little while" not in said
     assert grid.submits("image") == 1 and len(grid.fake.jobs) == 1  # the job is on the grid
     again = await client.call_tool("generate_image", args)
-    assert again.is_error and "new_job" in texts(again), texts(again)
+    assert again.is_error and "new_job" in text_of(again), text_of(again)
     assert grid.submits("image") == 1  # an identical call did not pay a second time
 
 
@@ -108,7 +97,7 @@ async def test_a_job_no_worker_can_serve_says_so_at_once_with_served_models(
     assert f"'{model}'" in body["message"], body
     assert "flux.1-schnell" in body["message"], body  # the closest served model
     assert "cancel_job" in (body["next_step"] or ""), body
-    assert body["eta_seconds"] is None and "s left" not in texts(result)
+    assert body["eta_seconds"] is None and "s left" not in text_of(result)
 
 
 # -------------------------------------------------------------------- the key, repeated
@@ -168,7 +157,7 @@ async def test_kudos_upfront_suggests_what_the_tools_can_do(grid: Grid, settings
     async with Client(build_server(settings)) as anonymous:
         refused = await anonymous.call_tool("generate_image", big)
         assert refused.is_error
-        said = texts(refused)
+        said = text_of(refused)
         for what in ("max_length", "width and height", "steps", "allow_downgrade=true", "kudos"):
             assert what in said, said
         shrunk = report(

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
-from mcp.types import CallToolResult, TextContent
 
 from aipg_mcp.grid.base import JobKind, JobState
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.reports import CaptionItem, JobReport, summary
 from aipg_mcp.settings import Settings
 from tests.conftest import Grid
+from tests.results import report, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -38,16 +38,6 @@ def grid(any_grid: Grid) -> Grid:
 async def client(settings: Settings) -> AsyncIterator[Client]:
     async with Client(build_server(settings)) as c:
         yield c
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-
-
-def report(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 # ----------------------------------------------------------------------- the definitions

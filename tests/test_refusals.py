@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 from pydantic import SecretStr
 
 from aipg_mcp.server.app import build_server
 from aipg_mcp.settings import Settings, parse_api
 from aipg_mcp.testing import FakeGrid
 from tests.conftest import API_KEY, Grid
+from tests.results import text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -48,10 +48,6 @@ def settings_for(grid: Grid, tmp_path: Path, key: str = API_KEY) -> Settings:
         wait_seconds=15,
         input_dirs=(),
     )
-
-
-def text_of(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
 async def ledger_jobs(client: Client) -> list[dict[str, Any]]:

@@ -11,18 +11,18 @@ import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, ImageContent, TextContent
+from mcp.types import CallToolResult, ImageContent
 from PIL import Image
 from pydantic import SecretStr
 
 from aipg_mcp.server.app import build_server
 from aipg_mcp.settings import Settings
 from tests.conftest import API_KEY, TOOL_NAMES, Grid
+from tests.results import report, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -50,18 +50,8 @@ async def newest_job(client: Client) -> str:
     return str(jobs[0]["job_id"])
 
 
-def texts(result: CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
-
-
 def images(result: CallToolResult) -> list[ImageContent]:
     return [block for block in result.content if isinstance(block, ImageContent)]
-
-
-def report(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, texts(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 # -------------------------------------------------------------------------------- surface
@@ -93,7 +83,7 @@ async def test_generate_text_reports_progress_and_text(grid: Grid, client: Clien
     body = report(result)
     assert body["state"] == "done"
     assert body["texts"][0]["text"]
-    assert body["texts"][0]["text"] in texts(result)
+    assert body["texts"][0]["text"] in text_of(result)
     assert seen, "no progress notification arrived"
     values = [p[0] for p in seen]
     assert values == sorted(values) and len(set(values)) == len(values)
@@ -183,13 +173,13 @@ async def test_cancel_job_tool(grid: Grid, client: Client) -> None:
 
 async def test_bad_arguments_name_the_field_and_send_nothing(grid: Grid, client: Client) -> None:
     result = await client.call_tool("generate_image", {"prompt": "x", "width": 500})
-    assert result.is_error and "width" in texts(result)
+    assert result.is_error and "width" in text_of(result)
     result = await client.call_tool(
         "generate_text", {"prompt": "x", "max_length": 1024, "max_context_length": 512}
     )
-    assert result.is_error and "max_length" in texts(result)
+    assert result.is_error and "max_length" in text_of(result)
     result = await client.call_tool("generate_image", {"prompt": "x", "cfg_scale": 7.123})
-    assert result.is_error and "cfg_scale" in texts(result)
+    assert result.is_error and "cfg_scale" in text_of(result)
     assert grid.fake.received == []
 
 
@@ -218,13 +208,13 @@ async def test_retired_v2_gives_a_tool_error_and_keeps_serving(
     async with Client(build_server(settings)) as client:
         result = await client.call_tool("generate_text", {"prompt": "hello"})
         assert result.is_error
-        assert "retired" in texts(result) and "AIPG_BASE_URL" in texts(result)
+        assert "retired" in text_of(result) and "AIPG_BASE_URL" in text_of(result)
         assert (await client.list_tools()).tools
 
 
 async def test_unknown_job_id(client: Client) -> None:
     result = await client.call_tool("get_status", {"job_id": "no-such-job"})
-    assert result.is_error and "no-such-job" in texts(result)
+    assert result.is_error and "no-such-job" in text_of(result)
 
 
 async def test_lookups_and_resources(grid: Grid, client: Client) -> None:
@@ -262,12 +252,12 @@ async def test_caption_a_local_file(grid: Grid, client: Client, settings: Settin
     Image.new("RGB", (128, 128), "blue").save(folder / "blue.png")
     result = await client.call_tool("caption_image", {"image": str(folder / "blue.png")})
     if grid.api == "v1":
-        assert result.is_error and "not available" in texts(result)
+        assert result.is_error and "not available" in text_of(result)
     else:
         body = report(result)
         assert body["state"] == "done" and body["captions"][0]["result"]["caption"]
     outside = await client.call_tool("caption_image", {"image": "/etc/passwd"})
-    assert outside.is_error and "AIPG_INPUT_DIRS" in texts(outside)
+    assert outside.is_error and "AIPG_INPUT_DIRS" in text_of(outside)
 
 
 async def test_job_survives_a_restart(grid: Grid, settings: Settings) -> None:
@@ -320,7 +310,7 @@ async def test_anonymous_account_is_explained(grid: Grid, settings: Settings) ->
     async with Client(build_server(settings)) as anonymous:
         result = await anonymous.call_tool("get_account", {})
     if grid.api == "v1":
-        assert result.is_error and "AIPG_API_KEY" in texts(result)
+        assert result.is_error and "AIPG_API_KEY" in text_of(result)
         return
     account = result.structured_content
     assert account and account["anonymous"] is True
