@@ -18,7 +18,7 @@ from typing import TextIO
 
 import anyio
 
-from aipg_mcp.grid.aipg_v1 import DEFAULT_ROOT_URL, AipgV1Backend
+from aipg_mcp.grid.aipg.backend import DEFAULT_ROOT_URL, AipgV1Backend
 from aipg_mcp.grid.base import AccountInfo, GridBackend
 from aipg_mcp.grid.errors import (
     APIRetired,
@@ -27,8 +27,8 @@ from aipg_mcp.grid.errors import (
     TransportError,
     UnexpectedResponse,
 )
-from aipg_mcp.grid.horde_v2 import HordeV2Backend
-from aipg_mcp.grid.models import ModelType
+from aipg_mcp.grid.horde.backend import HordeV2Backend
+from aipg_mcp.grid.horde.wire import ModelType
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.settings import Settings, SettingsError, origin
 

@@ -5,7 +5,7 @@ What it measures
     grids whose ``wait_time`` estimate is off by a factor of 0.5, 1.0 and 1.5, two pollers wait
     for jobs side by side, in the same run and on the same grids:
 
-    - ours: :func:`aipg_mcp.grid.jobs.wait_for_job` (budget: duration * 3 + 30 s);
+    - ours: :func:`aipg_mcp.grid.waiting.wait_for_job` (budget: duration * 3 + 30 s);
     - baseline: a fixed-interval poller as other SDKs have it: ``check`` every 2.0 s, then
       ``status`` once when the job is done (the same ``HordeV2Backend`` calls).
 
@@ -53,9 +53,9 @@ from dataclasses import dataclass, field
 import anyio
 
 from aipg_mcp.grid.base import JobKind
-from aipg_mcp.grid.horde_v2 import HordeV2Backend
-from aipg_mcp.grid.jobs import wait_for_job
-from aipg_mcp.grid.models import ImageRequest
+from aipg_mcp.grid.horde.backend import HordeV2Backend
+from aipg_mcp.grid.horde.wire import ImageRequest
+from aipg_mcp.grid.waiting import wait_for_job
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 from aipg_mcp.testing.fake_gateway import RateLimiter, Rejection
 from aipg_mcp.testing.fakegrid import DEFAULT_LIMITS

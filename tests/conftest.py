@@ -16,7 +16,7 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
-from aipg_mcp.grid.horde_v2 import HordeV2Backend
+from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.transport import RetryPolicy
 from aipg_mcp.settings import Settings
 from aipg_mcp.testing import FakeGrid, serve_fake_grid

@@ -57,12 +57,12 @@ from PIL import Image
 from pydantic import SecretStr
 
 import aipg_mcp.server.state as server_state
-from aipg_mcp.grid.aipg_v1 import AipgV1Backend
+from aipg_mcp.grid.aipg.backend import AipgV1Backend
 from aipg_mcp.grid.base import GridBackend, JobKind, PollPolicy
-from aipg_mcp.grid.horde_v2 import HordeV2Backend
-from aipg_mcp.grid.jobs import MIN_CALL_SECONDS
+from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.grid.transport import RetryPolicy, Timeouts
+from aipg_mcp.grid.waiting import MIN_CALL_SECONDS
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.http import build_http_app
 from aipg_mcp.settings import Settings, parse_api

@@ -11,9 +11,8 @@ from PIL import Image
 
 from aipg_mcp.grid import errors
 from aipg_mcp.grid.base import JobKind, JobProgress, JobState
-from aipg_mcp.grid.horde_v2 import USER_AGENT, HordeV2Backend
-from aipg_mcp.grid.jobs import wait_for_job
-from aipg_mcp.grid.models import (
+from aipg_mcp.grid.horde.backend import HordeV2Backend
+from aipg_mcp.grid.horde.wire import (
     ImageParams,
     ImageRequest,
     InterrogationFormRequest,
@@ -22,7 +21,8 @@ from aipg_mcp.grid.models import (
     TextParams,
     TextRequest,
 )
-from aipg_mcp.grid.transport import Timeouts
+from aipg_mcp.grid.transport import USER_AGENT, Timeouts
+from aipg_mcp.grid.waiting import wait_for_job
 from tests.conftest import API_KEY, FAST_RETRY, Grid
 
 pytestmark = pytest.mark.anyio

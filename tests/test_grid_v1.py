@@ -10,13 +10,14 @@ import pytest
 from PIL import Image
 
 from aipg_mcp.grid import errors
-from aipg_mcp.grid.aipg_v1 import AipgV1Backend
+from aipg_mcp.grid.aipg.backend import AipgV1Backend
+from aipg_mcp.grid.aipg.errors import v1_error_from_response
 from aipg_mcp.grid.base import JobKind, JobProgress, JobResult, JobState
-from aipg_mcp.grid.horde_v2 import USER_AGENT, HordeV2Backend
-from aipg_mcp.grid.jobs import wait_for_job
-from aipg_mcp.grid.models import ImageParams, ImageRequest, ModelType, TextParams, TextRequest
+from aipg_mcp.grid.horde.backend import HordeV2Backend
+from aipg_mcp.grid.horde.wire import ImageParams, ImageRequest, ModelType, TextParams, TextRequest
 from aipg_mcp.grid.select import BackendSelector, split_base_url
-from aipg_mcp.grid.transport import RetryPolicy
+from aipg_mcp.grid.transport import USER_AGENT, RetryPolicy
+from aipg_mcp.grid.waiting import wait_for_job
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 
 pytestmark = pytest.mark.anyio
@@ -273,9 +274,9 @@ async def test_a_lookup_gateway_error_is_no_advice_about_jobs(v1: V1, status: in
 
 
 def test_a_retired_v1_route_says_so() -> None:
-    plain = errors.v1_error_from_response(410, {"detail": "Gone"})
-    proxy = errors.v1_error_from_response(410, {"status": "gone", "message": "v1 is retired."})
-    page = errors.v1_error_from_response(410, None, content_type="text/html")
+    plain = v1_error_from_response(410, {"detail": "Gone"})
+    proxy = v1_error_from_response(410, {"status": "gone", "message": "v1 is retired."})
+    page = v1_error_from_response(410, None, content_type="text/html")
     for error in (plain, proxy, page):
         assert isinstance(error, errors.APIRetired) and "retired" in error.describe()
     assert proxy.describe().startswith("v1 is retired. The grid")  # one full stop, not two

@@ -18,8 +18,9 @@ from aipg_mcp.grid.base import (
     TextOutput,
 )
 from aipg_mcp.grid.errors import GridError
-from aipg_mcp.grid.horde_v2 import AI_HORDE_BASE_URL, DEFAULT_BASE_URL, USER_AGENT, HordeV2Backend
-from aipg_mcp.grid.jobs import WaitOutcome, wait_for_job
+from aipg_mcp.grid.horde.backend import AI_HORDE_BASE_URL, DEFAULT_BASE_URL, HordeV2Backend
+from aipg_mcp.grid.transport import USER_AGENT
+from aipg_mcp.grid.waiting import WaitOutcome, wait_for_job
 
 __all__ = [
     "AI_HORDE_BASE_URL",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field
 
-from aipg_mcp.grid.models import (
+from aipg_mcp.grid.horde.wire import (
     ActiveModel,
     GenerationMetadata,
     ImageRequest,

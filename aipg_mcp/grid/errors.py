@@ -1,10 +1,36 @@
 """The grid's failures as one small exception tree.
 
-Every error the grid client raises is a :class:`GridError`. Subclasses are chosen from the HTTP
-status and the grid's ``rc`` code, never from message text (the grid appends hints to messages).
-Each carries ``hint``: one sentence telling the caller what to do next. No exception ever holds
-the API key: messages come from the grid's body or from this module, and request headers are
-never copied into them.
+::
+
+    GridError
+    ├── TransportError                  the grid could not be reached, or the answer broke off
+    │   └── SubmitOutcomeUnknown        a submit may have been queued: never resent blindly
+    ├── UnexpectedResponse              not the grid's JSON
+    │   └── RouteNotFound               an HTML 404: wrong base URL or API generation
+    ├── APIRetired                      410
+    ├── InvalidAPIKey                   401
+    ├── Forbidden                       403
+    │   └── KudosUpfront                the request must be paid for before it is queued
+    ├── PaymentRequired                 402
+    ├── TooManyPrompts / RateLimited    429
+    ├── JobNotFound                     the grid no longer knows the job
+    │   └── JobInterrupted              this process lost a job it ran itself
+    ├── JobRefused                      refused before any work: no job came of it
+    ├── NotFound                        some other name in the request
+    ├── ValidationFailed                400 / 422, or our own check before sending
+    ├── Unsupported                     the API has no way to do this
+    ├── Maintenance
+    ├── DownloadFailed
+    ├── NoWorkers                       503 on /v1
+    ├── WorkerFailed                    502 on /v1
+    ├── GenerationTimeout               504 on /v1: the job may still finish
+    └── ServerError                     any other 5xx
+
+Each backend chooses the class from the HTTP status and the grid's ``rc`` code, never from
+message text (:mod:`aipg_mcp.grid.horde.errors`, :mod:`aipg_mcp.grid.aipg.errors`). Each
+carries ``hint``: one sentence telling the caller what to do next. No exception ever holds the
+API key: messages come from the grid's body (with the key replaced) or from this package, and
+request headers are never copied into them.
 """
 
 from __future__ import annotations
@@ -262,181 +288,3 @@ class ServerError(GridError):
     """The grid failed internally (5xx) after any retries allowed."""
 
     default_hint = "The grid had an internal error; retry in a little while."
-
-
-_HINT_BY_RC: dict[str, str] = {
-    "MissingPrompt": "Give a non-empty prompt.",
-    "CorruptPrompt": "The grid's filter rejected the prompt; rephrase it.",
-    "TimeoutIP": "The grid put this IP in timeout after a rejected prompt; wait before retrying.",
-    "TokenOverflow": "Make max_length smaller than max_context_length.",
-    "InvalidSize": "Use width and height that are multiples of 64 between 64 and 3072.",
-    "UnsupportedSampler": "Pick another sampler_name.",
-    "NoValidWorkers": "No worker can serve this request; call list_models and pick a served model.",
-    "BannedClientAgent": "The client agent is banned; upgrade aipg-mcp.",
-    "AnonForbidden": "This needs a registered API key; set AIPG_API_KEY.",
-    "StylesAnonForbidden": "Styles need a registered API key; set AIPG_API_KEY.",
-    "RequiresTrust": "This option needs a trusted account.",
-    "WorkerNotFound": "One of the worker ids does not exist; remove it.",
-    "SharedKeyEmpty": "The shared key has no kudos left.",
-    "SharedKeyExpired": "The shared key expired.",
-    "SharedKeyInsufficientKudos": "The shared key holds too few kudos for this request.",
-}
-
-
-def error_from_response(
-    status: int,
-    body: Any,
-    *,
-    content_type: str = "application/json",
-    retry_after: float | None = None,
-    job_route: bool = False,
-) -> GridError:
-    """Build the exception for one non-2xx grid answer.
-
-    ``job_route`` says the URL named a job id (status/check/cancel), so a 404 means the job is gone.
-    """
-    if "html" in content_type:
-        if status == 404:
-            return RouteNotFound("the grid has no such route (HTML 404)", status=status)
-        return UnexpectedResponse(
-            f"the grid answered HTTP {status} with an HTML page", status=status
-        )
-
-    message = "no message"
-    rc: str | None = None
-    fields: dict[str, str] = {}
-    if isinstance(body, Mapping):
-        message = str(body.get("message") or body.get("detail") or message)
-        raw_rc = body.get("rc")
-        rc = str(raw_rc) if raw_rc else None
-        errors = body.get("errors")
-        if isinstance(errors, Mapping):
-            fields = {str(k): str(v) for k, v in errors.items()}
-
-    hint = _HINT_BY_RC.get(rc or "")
-    kw: dict[str, Any] = {"status": status, "rc": rc}
-    if hint:
-        kw["hint"] = hint
-
-    if status == 410:
-        return APIRetired(message, **kw)
-    if status == 429:
-        if rc == "TooManyPrompts":
-            return TooManyPrompts(message, **kw)
-        return RateLimited(f"rate limited ({message})", retry_after=retry_after, **kw)
-    if rc == "MaintenanceMode":
-        return Maintenance(message, **kw)
-    if status == 401 or rc == "InvalidAPIKey":
-        return InvalidAPIKey(message, **kw)
-    if status == 403:
-        if rc in ("KudosUpfront", "SharedKeyInsufficientKudos"):
-            return KudosUpfront(message, **kw)
-        return Forbidden(message, **kw)
-    if status == 404:
-        if rc in ("RequestNotFound", "InvalidJobID") or (job_route and rc is None):
-            return JobNotFound(message, **kw)
-        return NotFound(message, **kw)
-    if status in (400, 422):
-        return ValidationFailed(message, fields=fields, **kw)
-    if status >= 500:
-        return ServerError(f"grid error HTTP {status}: {message}", **kw)
-    return GridError(f"HTTP {status}: {message}", **kw)
-
-
-_V1_NO_ROUTE = (
-    "This host does not serve that route; check AIPG_BASE_URL (https://api.aipowergrid.io for "
-    "AI Power Grid's /v1 API)."
-)
-_V1_RETIRED = (
-    "The grid retired the API route aipg-mcp uses: upgrade aipg-mcp, and see the grid's "
-    "announcements for the replacement."
-)
-
-
-def v1_error_from_response(
-    status: int,
-    body: Any,
-    *,
-    content_type: str = "application/json",
-    retry_after: float | None = None,
-    job_route: bool = False,
-) -> GridError:
-    """Build the exception for one non-2xx answer of AI Power Grid's ``/v1`` API.
-
-    Its four error shapes are ``{"detail": str}``, the validation list ``{"detail": [...]}``, the
-    rate limiter's ``{"error": {"message", "type"}}`` (429 without ``Retry-After``) and
-    ``{"detail": {"type", "message"}}``. The class comes from the status alone.
-    """
-    if "html" in content_type or not isinstance(body, Mapping):
-        if status == 404:
-            return RouteNotFound(
-                f"the grid has no such route (HTTP {status})", status=status, hint=_V1_NO_ROUTE
-            )
-        if status == 410:
-            return APIRetired(
-                f"the grid retired this route (HTTP {status})", status=status, hint=_V1_RETIRED
-            )
-        return UnexpectedResponse(
-            f"the grid answered HTTP {status} without its JSON", status=status
-        )
-    message = "no message"
-    fields: dict[str, str] = {}
-    detail = body.get("detail")
-    if isinstance(detail, str):
-        message = detail
-    elif isinstance(detail, Mapping):
-        message = str(detail.get("message") or message)
-    elif isinstance(detail, list):
-        message = "the request did not validate"
-        for item in detail:
-            if isinstance(item, Mapping):
-                loc = [str(p) for p in item.get("loc", []) if p != "body"]
-                fields[".".join(loc) or "request"] = str(item.get("msg", "invalid"))
-    error = body.get("error")
-    if isinstance(error, Mapping):
-        message = str(error.get("message") or message)
-    if message == "no message" and isinstance(body.get("message"), str):
-        message = body["message"]  # a proxy's or a retired route's {"status", "message"}
-
-    kw: dict[str, Any] = {"status": status}
-    if status == 410:
-        return APIRetired(message, hint=_V1_RETIRED, **kw)
-    if status == 401:
-        return InvalidAPIKey(
-            message,
-            hint="AI Power Grid's /v1 API needs a valid key (there is no anonymous access): check "
-            "the AIPG_API_KEY setting, or create a key at https://dashboard.aipowergrid.io.",
-            **kw,
-        )
-    if status == 402:
-        return PaymentRequired(message, **kw)
-    if status == 403:
-        return Forbidden(
-            message,
-            hint="This key may not do this (it lacks the inference scope, or the request names a "
-            "worker the account does not own): set AIPG_API_KEY to a key with inference access "
-            "from https://dashboard.aipowergrid.io.",
-            **kw,
-        )
-    if status == 404:
-        return JobNotFound(message, **kw) if job_route else NotFound(message, **kw)
-    if status == 413:
-        return ValidationFailed(message, hint="The request is too large; shorten it.", **kw)
-    if status in (400, 422):
-        return ValidationFailed(message, fields=fields, **kw)
-    if status == 429:
-        return RateLimited(f"rate limited ({message})", retry_after=retry_after, **kw)
-    if status == 502:
-        return WorkerFailed(message, **kw)
-    if status == 503:
-        return NoWorkers(
-            message,
-            hint="No worker serves this right now: pick a model list_models shows with workers "
-            "online, or try again in a few minutes, when workers are back.",
-            **kw,
-        )
-    if status == 504:
-        return GenerationTimeout(message, **kw)
-    if status >= 500:
-        return ServerError(f"grid error HTTP {status}: {message}", **kw)
-    return GridError(f"HTTP {status}: {message}", **kw)

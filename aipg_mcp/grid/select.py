@@ -8,7 +8,7 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from aipg_mcp.grid.aipg_v1 import AipgV1Backend
+from aipg_mcp.grid.aipg.backend import AipgV1Backend
 from aipg_mcp.grid.base import GridBackend, JobListener
 from aipg_mcp.grid.errors import (
     APIRetired,
@@ -18,7 +18,7 @@ from aipg_mcp.grid.errors import (
     TransportError,
     UnexpectedResponse,
 )
-from aipg_mcp.grid.horde_v2 import HordeV2Backend
+from aipg_mcp.grid.horde.backend import HordeV2Backend
 
 log = logging.getLogger("aipg_mcp.grid")
 

@@ -23,16 +23,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from aipg_mcp import PROJECT_URL, __version__
 from aipg_mcp.grid.errors import (
     GridError,
     RateLimited,
     SubmitOutcomeUnknown,
     TransportError,
     UnexpectedResponse,
-    error_from_response,
     image_too_large,
 )
-from aipg_mcp.grid.models import ANONYMOUS_KEY
 
 if TYPE_CHECKING:
     import ssl
@@ -41,6 +40,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aipg_mcp.grid")
 
+USER_AGENT = f"aipg-mcp:{__version__}:{PROJECT_URL}"
+"""Who calls: sent as ``User-Agent`` and ``Client-Agent`` (Horde grids ask for both)."""
+ANONYMOUS_KEY = "0000000000"
+"""Horde grids' shared key for anonymous use: public, so never redacted."""
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 REDACTED_KEY = "[API key]"
 """What stands in for the API key wherever a grid's answer repeats it."""
@@ -154,7 +157,7 @@ class GridTransport:
         user_agent: str,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
-        errors: ErrorMapper = error_from_response,
+        errors: ErrorMapper,
         key_header: str = "apikey",
     ) -> None:
         self._api_key = api_key

@@ -33,8 +33,8 @@ from aipg_mcp.grid.errors import (
     NotFound,
     SubmitOutcomeUnknown,
 )
-from aipg_mcp.grid.jobs import WaitOutcome, unservable, wait_for_job
-from aipg_mcp.grid.models import ImageRequest, InterrogationRequest, ModelType, TextRequest
+from aipg_mcp.grid.horde.wire import ImageRequest, InterrogationRequest, ModelType, TextRequest
+from aipg_mcp.grid.waiting import WaitOutcome, unservable, wait_for_job
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
 from aipg_mcp.server.ledger import JobRecord, fingerprint
 from aipg_mcp.server.media import Preview, check_image, image_size, image_uri, make_previews

@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from aipg_mcp.grid.base import JobKind, JobProgress
 from aipg_mcp.grid.errors import GridError
-from aipg_mcp.grid.models import (
+from aipg_mcp.grid.horde.wire import (
     ImageRequest,
     InterrogationFormRequest,
     InterrogationRequest,

@@ -8,7 +8,6 @@ from urllib.parse import quote
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, TypeAdapter
 
-from aipg_mcp import PROJECT_URL, __version__
 from aipg_mcp.grid.base import (
     GRID_ID,
     AccountInfo,
@@ -33,9 +32,8 @@ from aipg_mcp.grid.errors import (
     SubmitOutcomeUnknown,
     UnexpectedResponse,
 )
-from aipg_mcp.grid.images import image_data
-from aipg_mcp.grid.models import (
-    ANONYMOUS_KEY,
+from aipg_mcp.grid.horde.errors import error_from_response
+from aipg_mcp.grid.horde.wire import (
     ActiveModel,
     DryRun,
     Heartbeat,
@@ -53,11 +51,11 @@ from aipg_mcp.grid.models import (
     TextStatus,
     UserDetails,
 )
-from aipg_mcp.grid.transport import GridTransport, RetryPolicy, Timeouts
+from aipg_mcp.grid.images import image_data
+from aipg_mcp.grid.transport import ANONYMOUS_KEY, USER_AGENT, GridTransport, RetryPolicy, Timeouts
 
 DEFAULT_BASE_URL = "https://api.aipowergrid.io/api"
 AI_HORDE_BASE_URL = "https://aihorde.net/api"
-USER_AGENT = f"aipg-mcp:{__version__}:{PROJECT_URL}"
 
 # Per-id rate limits of the grid: image status 10/min, text status 60/min, check 10/s. The
 # grid caches check answers for 1 s, so polling it faster only reads stale answers.
@@ -100,6 +98,7 @@ class HordeV2Backend:
         self.transport = GridTransport(
             api_key=api_key or ANONYMOUS_KEY,
             user_agent=USER_AGENT,
+            errors=error_from_response,
             retry=retry,
             timeouts=timeouts,
         )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from aipg_mcp.grid.aipg.errors import v1_error_from_response
 from aipg_mcp.grid.base import (
     AccountInfo,
     Capabilities,
@@ -45,11 +46,8 @@ from aipg_mcp.grid.errors import (
     Unsupported,
     ValidationFailed,
     WorkerFailed,
-    v1_error_from_response,
 )
-from aipg_mcp.grid.horde_v2 import USER_AGENT
-from aipg_mcp.grid.images import image_data
-from aipg_mcp.grid.models import (
+from aipg_mcp.grid.horde.wire import (
     ActiveModel,
     ImageRequest,
     InterrogationRequest,
@@ -57,7 +55,8 @@ from aipg_mcp.grid.models import (
     Newspiece,
     TextRequest,
 )
-from aipg_mcp.grid.transport import GridTransport, RetryPolicy, Timeouts
+from aipg_mcp.grid.images import image_data
+from aipg_mcp.grid.transport import USER_AGENT, GridTransport, RetryPolicy, Timeouts
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup

@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ANONYMOUS_KEY = "0000000000"
-
 SAMPLERS = (
     "k_lms",
     "k_heun",
