@@ -18,7 +18,7 @@ from typing import TextIO
 
 import anyio
 
-from aipg_mcp.grid.aipg.backend import DEFAULT_ROOT_URL, AipgV1Backend
+from aipg_mcp.grid.aipg.backend import DEFAULT_ROOT_URL
 from aipg_mcp.grid.base import AccountInfo, GridBackend
 from aipg_mcp.grid.errors import (
     APIRetired,
@@ -27,7 +27,6 @@ from aipg_mcp.grid.errors import (
     TransportError,
     UnexpectedResponse,
 )
-from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.horde.wire import ModelType
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.settings import Settings, SettingsError, origin
@@ -113,12 +112,7 @@ def selector_for(settings: Settings) -> BackendSelector:
 
 async def _probe(backend: GridBackend) -> None:
     """One cheap request proving the chosen API answers (``AIPG_API=v1/v2`` skip the probe)."""
-    if isinstance(backend, HordeV2Backend):
-        await backend.heartbeat()
-    elif isinstance(backend, AipgV1Backend):
-        await backend.health()
-    else:
-        await backend.models(ModelType.TEXT)
+    await backend.probe()
 
 
 def _grid_failure(settings: Settings, exc: GridError) -> CheckResult:

@@ -17,6 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from aipg_mcp.grid.horde.backend import HordeV2Backend
+from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.transport import RetryPolicy
 from aipg_mcp.settings import Settings
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
@@ -104,7 +105,7 @@ FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, total_secon
 
 @pytest.fixture
 async def backend(grid: Grid) -> AsyncIterator[HordeV2Backend]:
-    client = HordeV2Backend(grid.base_url, API_KEY, retry=FAST_RETRY)
+    client = HordeV2Backend(grid.base_url, API_KEY, GridOptions(retry=FAST_RETRY))
     yield client
     await client.aclose()
 

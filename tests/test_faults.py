@@ -27,7 +27,7 @@ probe (heartbeat, /health) are not here either: these servers name their API (te
 covers the probe).
 
 Timeouts, retries and poll intervals are shortened through the backends' own knobs (see
-:class:`TunedSelector`) so the whole matrix runs in a few minutes; the fake grid runs jobs in a
+:func:`tuned_selector`) so the whole matrix runs in a few minutes; the fake grid runs jobs in a
 fraction of a second.
 """
 
@@ -40,7 +40,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,8 +58,9 @@ from pydantic import SecretStr
 
 import aipg_mcp.server.state as server_state
 from aipg_mcp.grid.aipg.backend import AipgV1Backend
-from aipg_mcp.grid.base import GridBackend, JobKind, PollPolicy
+from aipg_mcp.grid.base import GridBackend, PollPolicy
 from aipg_mcp.grid.horde.backend import HordeV2Backend
+from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.grid.transport import RetryPolicy, Timeouts
 from aipg_mcp.grid.waiting import MIN_CALL_SECONDS
@@ -101,43 +102,19 @@ def budget(wait: float) -> float:
     return wait + SLACK
 
 
-class TunedV2Backend(HordeV2Backend):
-    """Horde v2 polling every :data:`POLL_SECONDS` (the fake grid's rate limits are off)."""
-
-    def poll_policy(self, kind: JobKind) -> PollPolicy:
-        return PollPolicy(min_interval=POLL_SECONDS, max_interval=1.0)
-
-
-class TunedV1Backend(AipgV1Backend):
-    """AIPG /v1 reading its local job state every :data:`POLL_SECONDS` (0.25 s in production)."""
-
-    def poll_policy(self, kind: JobKind) -> PollPolicy:
-        return PollPolicy(min_interval=POLL_SECONDS, max_interval=1.0)
-
-
-class TunedSelector(BackendSelector):
-    """The backend the settings name, with this module's short timeouts and fast retries."""
-
-    async def _select(self) -> GridBackend:
-        if self.api == "v2":
-            return TunedV2Backend(
-                self.v2_url,
-                API_KEY,
-                retry=RETRY,
-                timeouts=TIMEOUTS,
-                download_timeout=DOWNLOAD_SECONDS,
-                max_image_bytes=IMAGE_CAP,
-            )
-        return TunedV1Backend(
-            self.root_url,
-            API_KEY,
-            retry=RETRY,
-            timeouts=TIMEOUTS,
-            download_timeout=DOWNLOAD_SECONDS,
-            max_image_bytes=IMAGE_CAP,
-            blocking_read_seconds=BLOCKING_READ_SECONDS,
-            progress_poll_seconds=POLL_SECONDS,
-        )
+def tuned_selector(settings: Settings) -> BackendSelector:
+    """The backend the settings name, with this module's short timeouts, fast retries and quick
+    polls (the fake grid's rate limits are off)."""
+    options = GridOptions(
+        retry=RETRY,
+        timeouts=TIMEOUTS,
+        poll=PollPolicy(min_interval=POLL_SECONDS, max_interval=1.0),
+        download_timeout=DOWNLOAD_SECONDS,
+        max_image_bytes=IMAGE_CAP,
+        blocking_read_seconds=BLOCKING_READ_SECONDS,
+        progress_poll_seconds=POLL_SECONDS,
+    )
+    return BackendSelector(settings.base_url, API_KEY, settings.api, options)
 
 
 class LookupClock:
@@ -246,7 +223,7 @@ class Stack:
         if self.selectors and self.selectors[0].chosen is not None:
             backend = self.backend
             assert isinstance(backend, HordeV2Backend | AipgV1Backend)
-            backend.max_image_bytes = IMAGE_CAP
+            backend.options = replace(backend.options, max_image_bytes=IMAGE_CAP)
             backend.transport.retry = RETRY
 
 
@@ -291,7 +268,7 @@ async def running_stack(api: str, tmp: Path, clock: LookupClock) -> AsyncIterato
         chosen: list[BackendSelector] = []
 
         def selectors(settings: Settings) -> BackendSelector:
-            selector = TunedSelector(settings.base_url, API_KEY, settings.api)
+            selector = tuned_selector(settings)
             chosen.append(selector)
             return selector
 
@@ -896,7 +873,7 @@ async def test_job_fault(stacks: dict[str, Stack], api: str, name: str) -> None:
             elif name == "image over the cap":
                 backend = stack.backend
                 assert isinstance(backend, HordeV2Backend | AipgV1Backend)
-                backend.max_image_bytes = 1000
+                backend.options = replace(backend.options, max_image_bytes=1000)
             else:
                 body = S3_DENIED if api == "v2" else CLOUDFLARE_BLOCKED
                 fake.inject(download, status=403, times=None, body=body)

@@ -21,6 +21,7 @@ from aipg_mcp.grid.horde.wire import (
     TextParams,
     TextRequest,
 )
+from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.transport import USER_AGENT, Timeouts
 from aipg_mcp.grid.waiting import wait_for_job
 from tests.conftest import API_KEY, FAST_RETRY, Grid
@@ -215,7 +216,7 @@ async def test_cancel_returns_counters_from_before(backend: HordeV2Backend) -> N
 
 
 async def test_invalid_key(grid: Grid) -> None:
-    client = HordeV2Backend(grid.base_url, "not-a-real-key", retry=FAST_RETRY)
+    client = HordeV2Backend(grid.base_url, "not-a-real-key", GridOptions(retry=FAST_RETRY))
     with pytest.raises(errors.InvalidAPIKey) as caught:
         await client.submit_text(text_request())
     assert caught.value.status == 401 and caught.value.rc == "InvalidAPIKey"
@@ -230,7 +231,7 @@ async def test_invalid_key(grid: Grid) -> None:
 
 
 async def test_anonymous_oversize_needs_kudos_upfront(grid: Grid) -> None:
-    client = HordeV2Backend(grid.base_url, None, retry=FAST_RETRY)
+    client = HordeV2Backend(grid.base_url, None, GridOptions(retry=FAST_RETRY))
     assert client.anonymous
     with pytest.raises(errors.KudosUpfront) as caught:
         await client.submit_image(image_request(width=2048, height=2048))
@@ -241,7 +242,7 @@ async def test_anonymous_oversize_needs_kudos_upfront(grid: Grid) -> None:
 
 async def test_too_many_prompts(grid: Grid) -> None:
     grid.fake.add_user("small-key", username="small#2", kudos=100.0, concurrency=1)
-    client = HordeV2Backend(grid.base_url, "small-key", retry=FAST_RETRY)
+    client = HordeV2Backend(grid.base_url, "small-key", GridOptions(retry=FAST_RETRY))
     with pytest.raises(errors.TooManyPrompts):
         await client.submit_text(text_request(n=2))
     assert grid.fake.count("text_async") == 1  # refused on purpose: not retried
@@ -295,7 +296,7 @@ async def test_unknown_job_is_not_found(backend: HordeV2Backend) -> None:
 
 
 async def test_connection_refused_is_transport_error() -> None:
-    client = HordeV2Backend("http://127.0.0.1:9/api", API_KEY, retry=FAST_RETRY)
+    client = HordeV2Backend("http://127.0.0.1:9/api", API_KEY, GridOptions(retry=FAST_RETRY))
     with pytest.raises(errors.TransportError) as caught:
         await client.heartbeat()
     assert not isinstance(caught.value, errors.SubmitOutcomeUnknown)
@@ -364,8 +365,7 @@ async def test_submit_that_times_out_is_sent_exactly_once(grid: Grid) -> None:
     client = HordeV2Backend(
         grid.base_url,
         API_KEY,
-        retry=FAST_RETRY,
-        timeouts=Timeouts(connect=2, read=2, submit_read=0.5),
+        GridOptions(retry=FAST_RETRY, timeouts=Timeouts(connect=2, read=2, submit_read=0.5)),
     )
     grid.fake.inject("image_async", delay=1.5)
     with pytest.raises(errors.SubmitOutcomeUnknown) as caught:
@@ -390,7 +390,9 @@ async def test_submit_dropped_mid_answer_is_not_retried(
 
 
 async def test_download_size_cap(grid: Grid) -> None:
-    client = HordeV2Backend(grid.base_url, API_KEY, retry=FAST_RETRY, max_image_bytes=1000)
+    client = HordeV2Backend(
+        grid.base_url, API_KEY, GridOptions(retry=FAST_RETRY, max_image_bytes=1000)
+    )
     submission = await client.submit_image(image_request())
     outcome = await wait_for_job(client, JobKind.IMAGE, submission.job_id, budget=15)
     assert outcome.result is not None

@@ -15,6 +15,7 @@ from aipg_mcp.grid.aipg.errors import v1_error_from_response
 from aipg_mcp.grid.base import JobKind, JobProgress, JobResult, JobState
 from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.horde.wire import ImageParams, ImageRequest, ModelType, TextParams, TextRequest
+from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.select import BackendSelector, split_base_url
 from aipg_mcp.grid.transport import USER_AGENT, RetryPolicy
 from aipg_mcp.grid.waiting import wait_for_job
@@ -37,7 +38,9 @@ async def v1() -> AsyncIterator[V1]:
     fake = FakeGrid(job_seconds=0.6, pickup_seconds=0.1, apis=("v1",))
     fake.add_user(KEY, username="tester", kudos=0.0, concurrency=30)
     async with serve_fake_grid(fake):
-        backend = AipgV1Backend(fake.root_url, KEY, retry=FAST_RETRY, progress_poll_seconds=0.1)
+        backend = AipgV1Backend(
+            fake.root_url, KEY, GridOptions(retry=FAST_RETRY, progress_poll_seconds=0.1)
+        )
         harness = V1(fake, fake.root_url, backend)
 
         async def finished(result: JobResult) -> None:
@@ -192,7 +195,7 @@ async def test_error_shapes(v1: V1) -> None:
         await wait_for_job(v1.backend, JobKind.IMAGE, unknown.job_id, budget=10)
     assert isinstance(refused.value.cause, errors.NotFound) and "nope" in str(refused.value)
 
-    keyless = AipgV1Backend(v1.root, None, retry=FAST_RETRY)
+    keyless = AipgV1Backend(v1.root, None, GridOptions(retry=FAST_RETRY))
     with pytest.raises(errors.InvalidAPIKey) as caught:
         await keyless.account()
     assert "dashboard" in caught.value.hint

@@ -19,6 +19,7 @@ from aipg_mcp.grid.errors import (
     UnexpectedResponse,
 )
 from aipg_mcp.grid.horde.backend import HordeV2Backend
+from aipg_mcp.grid.options import GridOptions
 
 log = logging.getLogger("aipg_mcp.grid")
 
@@ -49,10 +50,17 @@ class BackendSelector:
     means v1. A probe that cannot reach the grid is not remembered, so the next call tries again.
     """
 
-    def __init__(self, base_url: str, api_key: str | None, api: ApiChoice = "auto") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        api: ApiChoice = "auto",
+        options: GridOptions | None = None,
+    ) -> None:
         self.root_url, self.v2_url = split_base_url(base_url)
         self._key = api_key
         self.api = api
+        self.options = options
         self._chosen: GridBackend | None = None
         self._lock = anyio.Lock()
         self._tasks: TaskGroup | None = None
@@ -84,13 +92,13 @@ class BackendSelector:
 
     async def _select(self) -> GridBackend:
         if self.api == "v2":
-            return HordeV2Backend(self.v2_url, self._key)
+            return HordeV2Backend(self.v2_url, self._key, self.options)
         if self.api == "v1":
-            return AipgV1Backend(self.root_url, self._key)
-        horde = HordeV2Backend(self.v2_url, self._key)
+            return AipgV1Backend(self.root_url, self._key, self.options)
+        horde = HordeV2Backend(self.v2_url, self._key, self.options)
         retired: APIRetired | None = None
         try:
-            await horde.heartbeat()
+            await horde.probe()
             return horde
         except APIRetired as exc:
             retired = exc
@@ -100,9 +108,9 @@ class BackendSelector:
             await horde.aclose()
             raise
         await horde.aclose()
-        aipg = AipgV1Backend(self.root_url, self._key)
+        aipg = AipgV1Backend(self.root_url, self._key, self.options)
         try:
-            await aipg.health()
+            await aipg.probe()
             return aipg
         except GridError as exc:
             await aipg.aclose()

@@ -159,6 +159,7 @@ class GridTransport:
         timeouts: Timeouts | None = None,
         errors: ErrorMapper,
         key_header: str = "apikey",
+        http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._api_key = api_key
         # The shared anonymous key is public: text that holds it stays as it is.
@@ -169,6 +170,7 @@ class GridTransport:
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
         self._pools: dict[Lane, _Pool] = {}
+        self._http_transport = http_transport
 
     def __repr__(self) -> str:
         return f"GridTransport(user_agent={self.user_agent!r})"
@@ -198,6 +200,7 @@ class GridTransport:
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             verify=tls,
             follow_redirects=False,
+            transport=self._http_transport,
         )
 
     async def aclose(self) -> None:

@@ -56,7 +56,8 @@ from aipg_mcp.grid.horde.wire import (
     TextRequest,
 )
 from aipg_mcp.grid.images import image_data
-from aipg_mcp.grid.transport import USER_AGENT, GridTransport, RetryPolicy, Timeouts
+from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.transport import USER_AGENT, GridTransport
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -65,9 +66,6 @@ log = logging.getLogger("aipg_mcp.grid")
 
 DEFAULT_ROOT_URL = "https://api.aipowergrid.io"
 DEFAULT_IMAGE_MODEL = "FLUX.2 [klein]"
-# The grid answers 504 after 300 s without progress; wait a little longer than that.
-BLOCKING_READ_SECONDS = 330.0
-PROGRESS_POLL_SECONDS = 1.0
 MAX_SEED = 2**53 - 1
 NO_CANCEL_NOTE = (
     "AI Power Grid's /v1 API has no cancel: the request was stopped here, but the grid may "
@@ -111,27 +109,19 @@ class AipgV1Backend:
         self,
         root_url: str = DEFAULT_ROOT_URL,
         api_key: str | None = None,
-        *,
-        retry: RetryPolicy | None = None,
-        timeouts: Timeouts | None = None,
-        max_image_bytes: int = 50 * 1024 * 1024,
-        download_timeout: float = 60.0,
-        blocking_read_seconds: float = BLOCKING_READ_SECONDS,
-        progress_poll_seconds: float = PROGRESS_POLL_SECONDS,
+        options: GridOptions | None = None,
     ) -> None:
         self._root = root_url.rstrip("/")
         self._key = api_key
+        self.options = options or GridOptions()
         self.transport = GridTransport(
             api_key=api_key or "",
             user_agent=USER_AGENT,
-            retry=retry,
-            timeouts=timeouts,
+            retry=self.options.retry,
+            timeouts=self.options.timeouts,
             errors=v1_error_from_response,
+            http_transport=self.options.http_transport,
         )
-        self.max_image_bytes = max_image_bytes
-        self.download_timeout = download_timeout
-        self.blocking_read_seconds = blocking_read_seconds
-        self.progress_poll_seconds = progress_poll_seconds
         self._jobs: dict[str, _Job] = {}
         self._tasks: TaskGroup | None = None
         self._listener: JobListener | None = None
@@ -162,7 +152,7 @@ class AipgV1Backend:
 
     def poll_policy(self, kind: JobKind) -> PollPolicy:
         # Polls read local state; only the background task talks to the grid.
-        return PollPolicy(min_interval=0.25, max_interval=2.0)
+        return self.options.poll or PollPolicy(min_interval=0.25, max_interval=2.0)
 
     def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
         self._tasks = tasks
@@ -307,7 +297,9 @@ class AipgV1Backend:
             watchers.start_soon(self._watch_progress, job, token)
             try:
                 _, payload = await self.transport.submit(
-                    self._url("images/generations"), body, read_timeout=self.blocking_read_seconds
+                    self._url("images/generations"),
+                    body,
+                    read_timeout=self.options.blocking_read_seconds,
                 )
             except GridError as exc:
                 failure = exc  # raised outside the task group, not wrapped in an exception group
@@ -327,14 +319,14 @@ class AipgV1Backend:
             if isinstance(value, int | float):
                 job.percent = float(value)
                 job.state = JobState.PROCESSING
-            await anyio.sleep(self.progress_poll_seconds)
+            await anyio.sleep(self.options.progress_poll_seconds)
 
     async def _run_text(self, job: _Job, body: dict[str, Any]) -> JobResult:
         parts: list[str] = []
         final: dict[str, Any] = {}
         ended = False
         async with self.transport.stream_post(
-            self._url("chat/completions"), body, read_timeout=self.blocking_read_seconds
+            self._url("chat/completions"), body, read_timeout=self.options.blocking_read_seconds
         ) as lines:
             async for line in lines:
                 if not line.startswith("data:"):
@@ -420,7 +412,10 @@ class AipgV1Backend:
 
     async def image_bytes(self, image: ImageOutput) -> bytes:
         return await image_data(
-            self.transport, image, max_bytes=self.max_image_bytes, seconds=self.download_timeout
+            self.transport,
+            image,
+            max_bytes=self.options.max_image_bytes,
+            seconds=self.options.download_timeout,
         )
 
     # ------------------------------------------------------------------------ lookups
@@ -535,6 +530,10 @@ class AipgV1Backend:
     async def health(self) -> dict[str, Any]:
         payload = await self._lookup(f"{self._root}/health")
         return payload if isinstance(payload, dict) else {}
+
+    async def probe(self) -> None:
+        """The health route: proof that AI Power Grid's ``/v1`` API answers at the root URL."""
+        await self.health()
 
     async def aclose(self) -> None:
         await self.transport.aclose()

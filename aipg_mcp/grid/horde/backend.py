@@ -52,7 +52,8 @@ from aipg_mcp.grid.horde.wire import (
     UserDetails,
 )
 from aipg_mcp.grid.images import image_data
-from aipg_mcp.grid.transport import ANONYMOUS_KEY, USER_AGENT, GridTransport, RetryPolicy, Timeouts
+from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.transport import ANONYMOUS_KEY, USER_AGENT, GridTransport
 
 DEFAULT_BASE_URL = "https://api.aipowergrid.io/api"
 AI_HORDE_BASE_URL = "https://aihorde.net/api"
@@ -87,23 +88,19 @@ class HordeV2Backend:
         self,
         base_url: str = DEFAULT_BASE_URL,
         api_key: str | None = None,
-        *,
-        retry: RetryPolicy | None = None,
-        timeouts: Timeouts | None = None,
-        max_image_bytes: int = 50 * 1024 * 1024,
-        download_timeout: float = 60.0,
+        options: GridOptions | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._anonymous = not api_key
+        self.options = options or GridOptions()
         self.transport = GridTransport(
             api_key=api_key or ANONYMOUS_KEY,
             user_agent=USER_AGENT,
             errors=error_from_response,
-            retry=retry,
-            timeouts=timeouts,
+            retry=self.options.retry,
+            timeouts=self.options.timeouts,
+            http_transport=self.options.http_transport,
         )
-        self.max_image_bytes = max_image_bytes
-        self.download_timeout = download_timeout
 
     def __repr__(self) -> str:
         return f"HordeV2Backend(base_url={self._base_url!r}, anonymous={self._anonymous})"
@@ -121,7 +118,7 @@ class HordeV2Backend:
         return self._anonymous
 
     def poll_policy(self, kind: JobKind) -> PollPolicy:
-        return _POLL[kind]
+        return self.options.poll or _POLL[kind]
 
     def _url(self, path: str) -> str:
         return f"{self._base_url}/v2/{path}"
@@ -216,7 +213,10 @@ class HordeV2Backend:
 
     async def image_bytes(self, image: ImageOutput) -> bytes:
         return await image_data(
-            self.transport, image, max_bytes=self.max_image_bytes, seconds=self.download_timeout
+            self.transport,
+            image,
+            max_bytes=self.options.max_image_bytes,
+            seconds=self.options.download_timeout,
         )
 
     # ----------------------------------------------------------------------- lookups
@@ -268,6 +268,10 @@ class HordeV2Backend:
 
     async def heartbeat(self) -> Heartbeat:
         return _parse(Heartbeat, await self.transport.get(self._url("status/heartbeat")))
+
+    async def probe(self) -> None:
+        """The heartbeat: proof that a Horde v2 API answers at the base URL."""
+        await self.heartbeat()
 
     def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
         """Horde jobs live on the grid and are polled; nothing runs in the background."""

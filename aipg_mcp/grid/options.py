@@ -1,0 +1,37 @@
+"""Every knob of how a backend talks to its grid, in one object a deployment or a test passes in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aipg_mcp.grid.base import PollPolicy
+from aipg_mcp.grid.transport import RetryPolicy, Timeouts
+
+if TYPE_CHECKING:
+    import httpx
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+# /v1 answers 504 after 300 s without progress; wait a little longer than that.
+BLOCKING_READ_SECONDS = 330.0
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """How a backend calls its grid.
+
+    ``poll`` replaces the backend's own per-kind poll policy (which keeps within the grid's
+    per-id rate limits); ``http_transport`` replaces the network (an ``httpx`` transport, such as
+    ``httpx.MockTransport`` in a test). The rest: retries of safe calls, timeouts, the largest
+    result file accepted and how long its download may take, and for AI Power Grid's ``/v1``
+    how long a blocking request may stay silent and how often its progress is read.
+    """
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    poll: PollPolicy | None = None
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    download_timeout: float = 60.0
+    blocking_read_seconds: float = BLOCKING_READ_SECONDS
+    progress_poll_seconds: float = 1.0
+    http_transport: httpx.AsyncBaseTransport | None = None
