@@ -293,7 +293,9 @@ async def run_call(
 
 
 NO_JOB = (
-    "interrupted before the grid answered a submit for this call (the ledger holds no job of it)."
+    "interrupted; the ledger holds no job submitted by this call: it was stopped before the grid "
+    "answered its submit, or it had returned an identical recent call's job, which keeps running "
+    "(aipg-mcp call get_status with that job's id looks at it)."
 )
 JOB_KINDS = {"generate_text": "text", "generate_image": "image", "caption_image": "caption"}
 """The tools that submit a grid job, and the kind of job each submits."""

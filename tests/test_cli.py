@@ -502,12 +502,13 @@ def test_interrupt_report_without_a_cancelled_job(tmp_path: Path) -> None:
     nothing): the report says so, with the job's state and how to check it."""
     settings = Settings(output_dir=tmp_path / "images", data_dir=tmp_path / "data")
     generate = CallRequest("generate_image", pairs=[("prompt", "a fox")])
-    assert "before the grid answered a submit" in after_interrupt(settings, generate, 0.0)
+    assert "before the grid answered its submit" in after_interrupt(settings, generate, 0.0)
+    assert "identical recent call" in after_interrupt(settings, generate, 0.0)
     ledger = Ledger(settings.ledger_path)
     submission = Submission(job_id="job-1", kind=JobKind.IMAGE)
     ledger.record_submission(submission, api="v2", grid="g", params={}, fingerprint="f")
     ledger.close()
-    assert "before the grid answered a submit" in after_interrupt(settings, generate, 2e9)
+    assert "before the grid answered its submit" in after_interrupt(settings, generate, 2e9)
     waiting = CallRequest("get_status", json_arguments={"job_id": "job-1"})
     assert after_interrupt(settings, waiting, 0.0) == (
         "interrupted; image job job-1 is queued in the ledger; "

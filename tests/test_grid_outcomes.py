@@ -158,8 +158,16 @@ async def test_kudos_upfront_suggests_what_the_tools_can_do(grid: Grid, settings
         refused = await anonymous.call_tool("generate_image", big)
         assert refused.is_error
         said = text_of(refused)
-        for what in ("max_length", "width and height", "steps", "allow_downgrade=true", "kudos"):
+        for what in ("width and height", "steps", "allow_downgrade=true", "kudos"):
             assert what in said, said
+        assert "max_length" not in said, said  # no advice about another tool's argument
+        long_text = await anonymous.call_tool(
+            "generate_text", {"prompt": "a saga", "max_length": 2048, "max_context_length": 4096}
+        )
+        assert long_text.is_error
+        said = text_of(long_text)
+        assert "max_length" in said and "kudos" in said, said
+        assert "allow_downgrade" not in said and "width" not in said, said
         shrunk = report(
             await anonymous.call_tool(
                 "generate_image", {**big, "allow_downgrade": True, "wait_seconds": 20}

@@ -242,9 +242,14 @@ async def test_a_warning_is_said_once(grid: Grid, client: Client) -> None:
         "generate_image", {"prompt": "a fox", "models": ["nobody-serves-this"], "wait_seconds": 0}
     )
     body, text = report(result), text_of(result)
-    assert text.count("No available workers can fulfill this request") == 1
+    # The grid's warning and the job's first look say the same: it is said once, not twice.
+    said = [
+        text.count(phrase)
+        for phrase in ("No available workers", "No worker can serve", "no online worker could")
+    ]
+    assert sum(said) == 1, text
     assert "Warning: Warning:" not in text
-    assert [w.startswith("No available workers") for w in body["warnings"]] == [True]
+    assert not any("No available workers" in w for w in body["warnings"]), body["warnings"]
 
 
 def test_the_summary_states_each_fact_once() -> None:

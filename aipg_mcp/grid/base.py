@@ -61,6 +61,8 @@ class Submission(BaseModel):
     kudos: float = 0.0
     message: str | None = None
     warnings: list[str] = Field(default_factory=list)
+    # The grid said at once that no online worker can serve the request (it queues it anyway).
+    unservable: bool = False
 
 
 class JobProgress(BaseModel):

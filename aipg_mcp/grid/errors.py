@@ -139,12 +139,7 @@ class Forbidden(GridError):
 class KudosUpfront(Forbidden):
     """The request is large enough that the account must hold the kudos before it is queued."""
 
-    default_hint = (
-        "Ask for less: generate_text with max_length 512 or less; generate_image with width and "
-        "height within the size the message names and steps 50 or fewer, or with "
-        "allow_downgrade=true to let the grid shrink it to that. Or set AIPG_API_KEY to a key "
-        "that holds enough kudos."
-    )
+    default_hint = "Ask for less, or set AIPG_API_KEY to a key that holds enough kudos."
 
 
 class TooManyPrompts(GridError):

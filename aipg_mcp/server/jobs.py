@@ -64,7 +64,7 @@ def describe_progress(progress: JobProgress) -> str:
         parts.append(f"ETA {progress.wait_time} s")
     if progress.finished or progress.processing:
         parts.append(f"{progress.finished} finished, {progress.processing} processing")
-    if progress.restarted:
+    if progress.restarted and not progress.state.final:
         parts.append(f"a worker failed, the grid is retrying ({progress.restarted} failed so far)")
     if not progress.is_possible:
         parts.append("no worker can serve it right now")
@@ -147,9 +147,15 @@ class JobRunner:
             on_progress=on_progress,
             cancel_on_abort=True,
         )
-        delivery.report.warnings = [*submission.warnings, *delivery.report.warnings]
-        if submission.message and delivery.report.state in (JobState.QUEUED, JobState.PROCESSING):
-            delivery.report.warnings.append(submission.message)
+        report = delivery.report
+        report.warnings = [*submission.warnings, *report.warnings]
+        running = report.state in (JobState.QUEUED, JobState.PROCESSING)
+        if submission.message and running:
+            report.warnings.append(submission.message)
+        latest = state.ledger.get(record.job_id)
+        explained = latest is not None and latest.progress and unservable(latest.progress)
+        if submission.unservable and running and not explained:
+            report.warnings.append("When it was submitted, no online worker could serve it.")
         return delivery
 
     def _refuse_blind_resend(self, key: str) -> None:

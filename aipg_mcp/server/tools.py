@@ -628,10 +628,20 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                     "anonymous key would pay, and its balance is not this server's to read."
                 )
             elif affordable is None:
-                account = await _grid_call(backend.account())
-                if account.balance is not None:
-                    affordable = account.balance >= estimate.cost
-            if affordable is False:
+                try:
+                    account = await backend.account()
+                except GridError as exc:
+                    note += f" Whether it is affordable is unknown: {exc.describe()}"
+                else:
+                    if account.balance is not None:
+                        affordable = account.balance >= estimate.cost
+            if affordable is False and estimate.unit == "kudos":
+                note += (
+                    " The account holds fewer kudos than that: the grid refuses a request that "
+                    "needs kudos upfront (a large one); a smaller one still runs, taking the "
+                    "balance below zero."
+                )
+            elif affordable is False:
                 note += " The account's balance is below that: it cannot pay for it now."
         return CostEstimate(
             grid=backend.base_url,

@@ -27,6 +27,7 @@ from aipg_mcp.grid.base import (
 from aipg_mcp.grid.errors import (
     InvalidAPIKey,
     JobNotFound,
+    KudosUpfront,
     NotFound,
     ServerError,
     SubmitOutcomeUnknown,
@@ -68,6 +69,14 @@ _POLL = {
 _MODELS = TypeAdapter(list[ActiveModel])
 _NEWS = TypeAdapter(list[Newspiece])
 _CAPTION_DONE = {"done", "partial"}
+_NO_WORKER = "NoAvailableWorker"
+_KEY_WITH_KUDOS = "or set AIPG_API_KEY to a key that holds enough kudos."
+_UPFRONT_HINTS = {
+    JobKind.TEXT: f"Ask for less: max_length 512 or less, {_KEY_WITH_KUDOS}",
+    JobKind.IMAGE: "Ask for less: width and height within the size the message names and steps "
+    "50 or fewer, or pass allow_downgrade=true to let the grid shrink the request to that; "
+    + _KEY_WITH_KUDOS,
+}
 _GATEWAY_ERRORS = (502, 504)
 # The grid saves and queues a request before its last writes; when one of those fails, it
 # answers 500 with the job already in the queue.
@@ -153,6 +162,9 @@ class HordeV2Backend:
                     "queued the job before it failed, so the job may exist"
                 ) from None
             raise
+        except KudosUpfront as exc:
+            exc.hint = _UPFRONT_HINTS.get(kind, exc.hint)
+            raise
         try:
             accepted = _parse(RequestAsync, payload)
         except UnexpectedResponse:
@@ -160,12 +172,16 @@ class HordeV2Backend:
                 "the grid accepted the submit but its answer holds no job id; it may have "
                 "queued the job"
             ) from None
+        # The grid says "no worker can serve it" twice (its message is that warning's text);
+        # the submission carries it once, as a fact.
+        unservable = any(w.code == _NO_WORKER for w in accepted.warnings)
         return Submission(
             job_id=accepted.id,
             kind=kind,
             kudos=accepted.kudos,
-            message=accepted.message,
-            warnings=[w.message or w.code for w in accepted.warnings],
+            message=None if unservable else accepted.message,
+            warnings=[w.message or w.code for w in accepted.warnings if w.code != _NO_WORKER],
+            unservable=unservable,
         )
 
     async def submit_text(self, request: TextRequest) -> Submission:
