@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.errors import GridError
-from aipg_mcp.grid.horde.wire import ModelType
+from aipg_mcp.grid.requests import ModelType
 from aipg_mcp.server.state import AppState
 
 
@@ -42,7 +42,7 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
     async def cached(key: str, fetch: Callable[[GridBackend], Awaitable[Any]]) -> Any:
         state = holder.get()
         try:
-            backend = await state.grid()
+            backend = await state.backend()
             return _dump(await state.cache.get(key, lambda: fetch(backend)))
         except GridError as exc:
             raise ResourceError(exc.describe()) from None

@@ -70,7 +70,7 @@ class AppState:
     unknown_submits: dict[str, float] = field(default_factory=dict)
     sessions: SessionSelectors = field(default_factory=SessionSelectors)
 
-    async def grid(self) -> GridBackend:
+    async def backend(self) -> GridBackend:
         """The backend for the configured grid (probed on first use when ``AIPG_API=auto``), or
         for the grid, API and key an HTTP session's configuration names."""
         session = current_session()

@@ -23,18 +23,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
-from aipg_mcp.grid.base import JobKind, JobProgress
+from aipg_mcp.grid.jobs import JobKind, JobProgress
 from aipg_mcp.grid.errors import GridError
-from aipg_mcp.grid.horde.wire import (
-    ImageRequest,
-    InterrogationFormRequest,
-    InterrogationRequest,
-    Lora,
-    ModelType,
-    PostProcessor,
-    Sampler,
-    TextRequest,
-)
+from aipg_mcp.grid.horde.wire import ImageRequest, InterrogationFormRequest, InterrogationRequest, Lora, PostProcessor, Sampler, TextRequest
+from aipg_mcp.grid.requests import ModelType
 from aipg_mcp.server.jobs import Delivery, JobRunner, describe_progress
 from aipg_mcp.server.media import MediaError, load_source_image, parse_image_uri
 from aipg_mcp.server.refusals import refusal
@@ -270,7 +262,7 @@ def _wait(state: AppState, wait_seconds: float | None) -> float:
 
 
 async def _runner(state: AppState) -> JobRunner:
-    return JobRunner(state, await _grid_call(state.grid()))
+    return JobRunner(state, await _grid_call(state.backend()))
 
 
 async def _generate(
@@ -615,7 +607,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
                     }
                 )
             )
-        backend = await _grid_call(state.grid())
+        backend = await _grid_call(state.backend())
         estimate = await _grid_call(backend.estimate(request))
         affordable = estimate.affordable
         if estimate.cost is None:
@@ -672,7 +664,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         the top of its kind: it has workers online and the shortest wait.
         """
         state = _state(ctx)
-        backend = await _grid_call(state.grid())
+        backend = await _grid_call(state.backend())
         needle = (name or "").lower()
         listed: list[ModelInfo] = []
         counts: list[str] = []
@@ -710,7 +702,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
     async def get_account(ctx: AppContext) -> Account:
         """Who the configured API key belongs to, its balance, and which grid API is in use."""
         state = _state(ctx)
-        backend = await _grid_call(state.grid())
+        backend = await _grid_call(state.backend())
         anonymous = backend.anonymous
         if anonymous and not backend.capabilities.anonymous:
             raise ToolError(
