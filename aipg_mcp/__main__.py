@@ -6,7 +6,7 @@ import sys
 
 
 def main() -> None:
-    from aipg_mcp.cli import main as run
+    from aipg_mcp.face.cli import main as run
 
     sys.exit(run())
 

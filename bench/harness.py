@@ -564,7 +564,7 @@ def serve_with_readings(args: argparse.Namespace) -> int:
     """
     import asyncio
 
-    from aipg_mcp.cli import main as server_main
+    from aipg_mcp.face.cli import main as server_main
 
     readings: list[tuple[str, float, float]] = []
     ticks = 0

@@ -10,7 +10,7 @@ What it measures
        count. One untimed warm-up start of each, then ``--runs`` starts of each (default 10),
        interleaved; median, p90 and the ratio ours/bare. To show what the difference is made
        of: the time ``build_server(settings)`` takes against building the bare server (fresh
-       processes, median of 3), and from ``python -X importtime -c "import aipg_mcp.cli;
+       processes, median of 3), and from ``python -X importtime -c "import aipg_mcp.face.cli;
        import aipg_mcp.server.app"`` the 10 modules, ours or pulled in beyond what
        ``mcp.server.mcpserver`` imports itself, with the largest cumulative import time
        (counting only modules beyond mcp's; the plain cumulative time is shown next to it).
@@ -98,7 +98,7 @@ def _uncached(self, *args, **kwargs):
 
 LookupCache.__init__ = _uncached
 
-from aipg_mcp.cli import main
+from aipg_mcp.face.cli import main
 
 sys.exit(main())
 """
@@ -332,7 +332,7 @@ def build_ms(code: str, env: dict[str, str], repeats: int = 3) -> float:
 
 def print_start_costs(work: Workspace) -> None:
     mcp = {row.name.strip() for row in import_times("import mcp.server.mcpserver")}
-    raw = import_times("import aipg_mcp.cli; import aipg_mcp.server.app")
+    raw = import_times("import aipg_mcp.face.cli; import aipg_mcp.server.app")
     rows = [row for row in beyond(raw, mcp) if row.name not in mcp]
     total_ms = sum(row.self_us for row in raw) / 1000
     mcp_ms = sum(row.self_us for row in import_times("import mcp.server.mcpserver")) / 1000

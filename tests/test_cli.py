@@ -23,12 +23,7 @@ import anyio.from_thread
 import httpx
 import pytest
 
-from aipg_mcp.cli import main
-from aipg_mcp.doctor import Status, check_ledger, check_output_dir, redact, v1_key_source
-from aipg_mcp.grid.base import JobKind, JobState, Submission
-from aipg_mcp.server.ledger import Ledger
-from aipg_mcp.settings import Settings
-from aipg_mcp.shell import (
+from aipg_mcp.face.call import (
     CallRequest,
     ProgressLine,
     UsageError,
@@ -38,6 +33,11 @@ from aipg_mcp.shell import (
     parse_value,
     shape,
 )
+from aipg_mcp.face.cli import main
+from aipg_mcp.face.doctor import Status, check_ledger, check_output_dir, redact, v1_key_source
+from aipg_mcp.grid.jobs import JobKind, JobState, Submission
+from aipg_mcp.server.ledger import Ledger
+from aipg_mcp.settings import Settings
 from aipg_mcp.testing.__main__ import DEFAULT_KEY, DEFAULT_USER
 from tests.conftest import API_KEY, Grid, running_grid
 
@@ -412,8 +412,8 @@ async def test_progress_rewrites_one_line_on_a_terminal() -> None:
 def test_help_and_lazy_imports() -> None:
     """The subcommands are in --help, and their modules are not loaded when the server starts."""
     probe = (
-        "import sys, aipg_mcp.cli as cli; cli.parser(); "
-        "print(sorted(m for m in ('aipg_mcp.doctor', 'aipg_mcp.shell', 'mcp') if m in sys.modules))"
+        "import sys, aipg_mcp.face.cli as cli; cli.parser(); "
+        "print(sorted(m for m in ('aipg_mcp.face.doctor', 'aipg_mcp.face.call', 'mcp') if m in sys.modules))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from aipg_mcp import __version__
-from aipg_mcp.cli import parser
+from aipg_mcp.face.cli import parser
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.http import build_http_app
 from aipg_mcp.settings import Settings

@@ -218,11 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         import anyio
 
-        from aipg_mcp.demo import run_demo
+        from aipg_mcp.face.demo import run_demo
 
         return anyio.run(run_demo)
     if args.command == "doctor":
-        from aipg_mcp.doctor import run_doctor
+        from aipg_mcp.face.doctor import run_doctor
 
         _quiet_logging(args)
         return run_doctor(lambda: settings_from(args))
@@ -318,7 +318,7 @@ def _call(args: argparse.Namespace) -> int:
 
     import anyio
 
-    from aipg_mcp.shell import (
+    from aipg_mcp.face.call import (
         CallRequest,
         UsageError,
         after_interrupt,
