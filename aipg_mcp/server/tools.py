@@ -23,10 +23,18 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
-from aipg_mcp.grid.jobs import JobKind, JobProgress
+from aipg_mcp.grid.base import JobKind, JobProgress
 from aipg_mcp.grid.errors import GridError
-from aipg_mcp.grid.horde.wire import ImageRequest, InterrogationFormRequest, InterrogationRequest, Lora, PostProcessor, Sampler, TextRequest
-from aipg_mcp.grid.requests import ModelType
+from aipg_mcp.grid.horde.wire import (
+    ImageRequest,
+    InterrogationFormRequest,
+    InterrogationRequest,
+    Lora,
+    ModelType,
+    PostProcessor,
+    Sampler,
+    TextRequest,
+)
 from aipg_mcp.server.jobs import Delivery, JobRunner, describe_progress
 from aipg_mcp.server.media import MediaError, load_source_image, parse_image_uri
 from aipg_mcp.server.refusals import refusal
