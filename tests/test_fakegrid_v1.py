@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from aipg_mcp.testing import FakeGrid, FakeJob, serve_fake_grid
-from aipg_mcp.testing.fake_state import JobKind
+from aipg_mcp.testing.state import JobKind
 
 KEY = "grid_k3y-for-the-fake-v1-tests-000000"
 AUTH = {"Authorization": f"Bearer {KEY}"}

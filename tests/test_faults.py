@@ -68,8 +68,8 @@ from aipg_mcp.server.app import build_server
 from aipg_mcp.server.http import build_http_app
 from aipg_mcp.settings import Settings, parse_api
 from aipg_mcp.testing import FakeGrid, FakeJob, serve_fake_grid, serve_media_host
-from aipg_mcp.testing.fake_gateway import RETIRED_MESSAGE
-from aipg_mcp.testing.fake_state import JobState as FakeJobState
+from aipg_mcp.testing.gateway import RETIRED_MESSAGE
+from aipg_mcp.testing.state import JobState as FakeJobState
 from tests.conftest import API_KEY
 
 pytestmark = pytest.mark.anyio

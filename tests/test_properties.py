@@ -50,14 +50,16 @@ from mcp.types import TextContent, Tool
 from PIL import Image
 from pydantic import BaseModel, SecretStr
 
-from aipg_mcp.grid import horde_v2
 from aipg_mcp.grid.base import PollPolicy
-from aipg_mcp.server.app import build_server
+from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.select import BackendSelector
+from aipg_mcp.server.app import build_server, default_selector
 from aipg_mcp.server.refusals import HEADER as REFUSAL
 from aipg_mcp.server.reports import JobReport
 from aipg_mcp.server.tools import Account, CostEstimate, ModelList
 from aipg_mcp.settings import Settings
-from aipg_mcp.testing import FakeGrid, fake_images, serve_fake_grid
+from aipg_mcp.testing import FakeGrid, serve_fake_grid
+from aipg_mcp.testing import images as fake_images
 from tests.conftest import API_KEY
 
 settings.register_profile(
@@ -651,17 +653,22 @@ async def _serving(root: Path, api: str) -> AsyncIterator[tuple[FakeGrid, Client
             wait_seconds=MAX_REAL_WAIT,
             input_dirs=(root / "inputs",),
         )
-        async with Client(build_server(server_settings)) as client:
+        async with Client(build_server(server_settings, _quick_polls)) as client:
             yield fake, client, (await client.list_tools()).tools
+
+
+def _quick_polls(server_settings: Settings) -> BackendSelector:
+    """Poll the fake's quick v2 jobs more often than the real grid allows, so a 1 s wait sees
+    them finish (the happy path, downloads and previews included) instead of timing out."""
+    if server_settings.api != "v2":
+        return default_selector(server_settings)
+    options = GridOptions(poll=PollPolicy(min_interval=0.1, max_interval=0.2))
+    return BackendSelector(server_settings.base_url, API_KEY, server_settings.api, options)
 
 
 @contextmanager
 def harness(root: Path, api: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     monkeypatch.setattr(fake_images, "render_image", _flat_image)
-    # Poll the fake's quick jobs more often than the real grid allows, so a 1 s wait sees them
-    # finish (the happy path, downloads and previews included) instead of timing out.
-    for kind in list(horde_v2._POLL):
-        monkeypatch.setitem(horde_v2._POLL, kind, PollPolicy(min_interval=0.1, max_interval=0.2))
     records = _Records()
     logger = logging.getLogger()
     level = logger.level

@@ -40,7 +40,7 @@ Which API answers is ``FakeGrid(apis=...)`` (a plain attribute, ``grid.apis``, a
             answer = await http.post("/v1/chat/completions", headers={"apikey": "grid_mykey"},
                                      json={"model": "auto", "messages": [...]})
 
-``/v1`` in brief (:mod:`aipg_mcp.testing.fake_v1` has the details): keys come in ``apikey``,
+``/v1`` in brief (:mod:`aipg_mcp.testing.v1` has the details): keys come in ``apikey``,
 ``Authorization: Bearer <key>`` or a bare ``Authorization``; ``POST /v1/chat/completions`` answers
 the finished completion, or SSE with ``stream: true`` (one chunk per token as the worker produces
 it); ``POST /v1/images/generations`` blocks until the job is done while ``GET
@@ -115,8 +115,9 @@ second of a request (``queue_refresh_seconds``), and ``check`` answers are cache
 Set either to 0 to turn it off.
 """
 
-from aipg_mcp.testing.fake_gateway import Fault
-from aipg_mcp.testing.fake_state import (
+from aipg_mcp.testing.fakegrid import FakeGrid, serve_fake_grid, serve_media_host
+from aipg_mcp.testing.gateway import Fault
+from aipg_mcp.testing.state import (
     ANONYMOUS_KEY,
     ApiName,
     FakeGeneration,
@@ -124,8 +125,7 @@ from aipg_mcp.testing.fake_state import (
     FakeUser,
     Received,
 )
-from aipg_mcp.testing.fake_v1 import V1_ROUTE_NAMES
-from aipg_mcp.testing.fakegrid import FakeGrid, serve_fake_grid, serve_media_host
+from aipg_mcp.testing.v1.base import V1_ROUTE_NAMES
 
 __all__ = [
     "ANONYMOUS_KEY",

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from aipg_mcp.testing.fake_state import ANONYMOUS_KEY
 from aipg_mcp.testing.fakegrid import FakeGrid, base_url_for, bind_socket, make_config
+from aipg_mcp.testing.state import ANONYMOUS_KEY
 
 _APIS: dict[str, tuple[str, ...]] = {"v1": ("v1",), "v2": ("v2",), "both": ("v1", "v2")}
 

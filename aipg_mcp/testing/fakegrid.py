@@ -1,11 +1,12 @@
-"""The fake grid itself: state, simulated workers, test controls, and a loopback server.
+"""The fake grid itself: knobs, accounts, test controls, and a loopback server.
 
 See the package docstring (:mod:`aipg_mcp.testing`) for how to use it. This module holds
-:class:`FakeGrid` (the knobs and the simulation) and :func:`serve_fake_grid` (uvicorn on
-127.0.0.1). The HTTP routes live in :mod:`aipg_mcp.testing.fake_v2` (the Horde ``/api/v2`` API),
-:mod:`aipg_mcp.testing.fake_v1` (AIPG's ``/v1`` API and ``/health``) and
-:mod:`aipg_mcp.testing.fake_images` (result downloads); :meth:`FakeGrid._build_app` mounts them
-all, and ``grid.apis`` decides which of the two APIs answers.
+:class:`FakeGrid` (the knobs and test controls; its clock and simulated workers come from
+:class:`~aipg_mcp.testing.simulation.Simulation`) and :func:`serve_fake_grid` (uvicorn on
+127.0.0.1). The HTTP routes live in :mod:`aipg_mcp.testing.v2` (the Horde ``/api/v2`` API),
+:mod:`aipg_mcp.testing.v1` (AIPG's ``/v1`` API and ``/health``) and
+:mod:`aipg_mcp.testing.images` (result downloads); :func:`~aipg_mcp.testing.app.build_app`
+mounts them all, and ``grid.apis`` decides which of the two APIs answers.
 """
 
 from __future__ import annotations
@@ -14,72 +15,40 @@ import logging
 import random
 import socket
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-from aipg_mcp.testing.fake_gateway import (
-    V1_INTERNAL_ERROR,
-    CutConnection,
+from aipg_mcp.testing.app import ROUTE_NAMES, build_app
+from aipg_mcp.testing.gateway import (
     DroppedConnection,
     Fault,
     FaultBook,
-    Gateway,
     RateLimiter,
-    is_v1_path,
 )
-from aipg_mcp.testing.fake_http import (
-    METHOD_NOT_ALLOWED_MESSAGE,
-    ApiError,
-    api_error_response,
-    json_response,
-    not_found_page,
-)
-from aipg_mcp.testing.fake_images import ImageSpec, ObjectStore, media_routes, r2_routes
-from aipg_mcp.testing.fake_results import fake_text, interrogation_result, upscaled_size
-from aipg_mcp.testing.fake_state import (
+from aipg_mcp.testing.images import ObjectStore
+from aipg_mcp.testing.simulation import Simulation
+from aipg_mcp.testing.state import (
     ANONYMOUS_KEY,
     API_NAMES,
-    FAULT_RESTARTS,
-    KINDS,
-    WORKER_IDS,
-    WORKER_NAMES,
     ApiName,
-    Directives,
-    FakeGeneration,
     FakeJob,
     FakeUser,
     JobKind,
-    JobState,
-    PlanItem,
     Received,
-    plan,
-    remaining_seconds,
 )
-from aipg_mcp.testing.fake_v1 import (
+from aipg_mcp.testing.v1.base import (
     DEFAULT_V1_IMAGE_MODELS,
     DEFAULT_V1_LIMITS,
     DEFAULT_V1_SIZE_BANDS,
     DEFAULT_V1_TEXT_MODELS,
     V1_ROUTE_NAMES,
-    V1Api,
-    V1Error,
-    v1_error_response,
 )
-from aipg_mcp.testing.fake_v2 import V2Api
-from aipg_mcp.testing.fake_validation import POST_PROCESSORS
 
 #: Route name -> (requests, window seconds), per (client IP, method, path).
 DEFAULT_LIMITS: dict[str, tuple[int, float]] = {
@@ -100,7 +69,7 @@ DEFAULT_IMAGE_MODELS: dict[str, int] = {
 }
 
 
-class FakeGrid:
+class FakeGrid(Simulation):
     """An in-process AI Horde ``/api/v2`` grid with simulated workers; see the package docstring.
 
     Every knob is a plain attribute that tests may change at any time. Time is the fake clock
@@ -127,7 +96,7 @@ class FakeGrid:
         users: API key -> :class:`FakeUser`; ``text_models``/``image_models``: name -> workers.
         apis: which APIs answer: ``("v2",)`` (default), ``("v1",)`` or ``("v1", "v2")``.
 
-    ``/v1`` knobs (see :mod:`aipg_mcp.testing.fake_v1`): ``v1_text_models``/``v1_image_models``
+    ``/v1`` knobs (see :mod:`aipg_mcp.testing.v1`): ``v1_text_models``/``v1_image_models``
     (exact, case-sensitive name -> workers), ``v1_idle_timeout``, ``free_daily_limit``,
     ``free_daily_micro``, ``v1_limits``, ``v1_media_concurrency``, ``v1_text_concurrency``,
     ``v1_prices``, ``v1_incidents``, ``v1_advisories``, ``v1_size_bands`` (model -> the
@@ -211,67 +180,7 @@ class FakeGrid:
         self.v1_charging = False
         self.v1_incidents: list[dict[str, Any]] = []
         self.v1_advisories: list[dict[str, Any]] = []
-        self.app = self._build_app()
-
-    # ----------------------------------------------------------------- knobs that need a sync
-
-    @property
-    def workers_online(self) -> bool:
-        """When False no job is picked up and nothing is possible (jobs on workers still finish)."""
-        return self._workers_online
-
-    @workers_online.setter
-    def workers_online(self, value: bool) -> None:
-        self.sync()
-        self._workers_online = value
-
-    @property
-    def worker_threads(self) -> int:
-        """How many requests of each kind (text, image, interrogation) run at once."""
-        return self._worker_threads
-
-    @worker_threads.setter
-    def worker_threads(self, value: int) -> None:
-        self.sync()
-        self._worker_threads = value
-
-    # ------------------------------------------------------------------------------ the clock
-
-    def now(self) -> float:
-        """The fake clock: ``time.monotonic() + clock_offset``."""
-        return time.monotonic() + self.clock_offset
-
-    def epoch(self) -> float:
-        """Wall-clock epoch seconds on the fake clock (for URL expiry and limiter headers)."""
-        return time.time() + self.clock_offset
-
-    def epoch_of(self, at: float) -> float:
-        """The wall-clock epoch of a moment ``at`` of the fake clock (:meth:`now` terms)."""
-        return at - self.now() + self.epoch()
-
-    def utc(self, at: float | None = None) -> datetime:
-        """The UTC date and time of ``at`` on the fake clock (default: now)."""
-        epoch = self.epoch() if at is None else self.epoch_of(at)
-        return datetime.fromtimestamp(epoch, UTC)
-
-    def advance(self, seconds: float) -> None:
-        """Move the fake clock forward, so jobs finish, windows reset and requests expire."""
-        if seconds < 0:
-            raise ValueError("the fake clock only moves forward")
-        self.clock_offset += seconds
-
-    async def pause(self, seconds: float) -> None:
-        """Sleep in real time (an injected delay), cut short when the server shuts down."""
-        if self._stopping is None:
-            await anyio.sleep(seconds)
-            return
-        with anyio.move_on_after(seconds):
-            await self._stopping.wait()
-
-    @property
-    def stopping(self) -> bool:
-        """True once the server is shutting down (blocking ``/v1`` calls then give up)."""
-        return self._stopping is not None and self._stopping.is_set()
+        self.app = build_app(self)
 
     # ------------------------------------------------------------------------------ accounts
 
@@ -364,319 +273,6 @@ class FakeGrid:
         """Remove every injected fault."""
         self.faults.clear()
 
-    # --------------------------------------------------------------------------- job control
-
-    def finish(self, job_id: str) -> None:
-        """Make request ``job_id`` finish successfully now (starting it first if it waits)."""
-        job = self._job(job_id)
-        if job.state is JobState.WAITING:
-            self._start(job, self.now())
-        if job.state is JobState.PROCESSING:
-            self._complete(job, self.now())
-
-    def fault(self, job_id: str) -> None:
-        """Make the grid give up on request ``job_id`` now: done and faulted, no generations.
-
-        (A ``[fake:fault]`` request gets there the real grid's way: its worker fails, the grid
-        runs it again, and that run fails too.)
-        """
-        job = self._job(job_id)
-        if job.state in (JobState.WAITING, JobState.PROCESSING):
-            job.restarted = max(job.restarted, FAULT_RESTARTS)
-            self._end(job, self.now())
-            job.state = JobState.FAULTED
-
-    def expire(self, job_id: str) -> None:
-        """Delete request ``job_id`` as the grid's cleaner does on expiry."""
-        self._job(job_id)
-        del self.jobs[job_id]
-
-    def v1_jobs(self, kind: JobKind | None = None) -> list[FakeJob]:
-        """The ``/v1`` jobs still known (``kind``: ``"text"`` or ``"image"``), oldest first.
-
-        A ``/v1`` client learns a job's id only from the final answer, so tests find the job of
-        a blocked call here, e.g. ``grid.finish(grid.v1_jobs("image")[-1].id)``.
-        """
-        self.sync()
-        jobs = [
-            job
-            for job in self.jobs.values()
-            if job.api == "v1" and (kind is None or job.kind == kind)
-        ]
-        return sorted(jobs, key=lambda job: job.order)
-
-    def _job(self, job_id: str) -> FakeJob:
-        self.sync()
-        self.check_cache.pop(job_id, None)
-        return self.jobs[job_id]
-
-    # ------------------------------------------------------------------------ the simulation
-
-    def sync(self) -> None:
-        """Advance the simulated workers to :meth:`now` and delete expired requests.
-
-        Routes and control methods call this; a test needs it only before changing
-        ``text_models`` or ``image_models`` mid-run, so the change applies from now on.
-        """
-        now = self.now()
-        for job in list(self.jobs.values()):
-            lifetime = (
-                self.interrogation_expiry_seconds
-                if job.kind == "interrogation"
-                else self.expiry_seconds
-            )
-            if now - job.submitted_at >= lifetime:
-                del self.jobs[job.id]
-                self.check_cache.pop(job.id, None)
-        for kind in KINDS:
-            while self._run(kind, now):
-                pass  # a failed run put a request back in the queue: schedule it again
-        self._sim_time = max(self._sim_time, now)
-        while self._done_log and self._done_log[0][0] < now - 60:
-            self._done_log.popleft()
-
-    def _schedule(self, kind: JobKind) -> dict[str, tuple[float, float]]:
-        """Projected (start, end) of every waiting or running request of ``kind``."""
-        running = {
-            job.id: (job.started_at, job.end_at)
-            for job in self._of_kind(kind)
-            if job.started_at is not None
-            and job.end_at is not None
-            and job.state is JobState.PROCESSING
-        }
-        waiting = [
-            PlanItem(job.id, job.pickup_at, job.seconds)
-            for job in self._of_kind(kind)
-            if job.state is JobState.WAITING and self._runnable(job)
-        ]
-        threads = self._worker_threads if self._workers_online else 0
-        ends = [end for _, end in running.values()]
-        return {**plan(waiting, ends, self._sim_time, threads), **running}
-
-    def _run(self, kind: JobKind, now: float) -> bool:
-        """Start and end the requests of ``kind`` due by ``now``; True if one was re-queued."""
-        requeued = False
-        schedule = sorted(self._schedule(kind).items(), key=lambda item: item[1][1])
-        for job_id, (start, end) in schedule:
-            job = self.jobs[job_id]
-            if job.state is JobState.WAITING and start <= now:
-                self._start(job, start)
-            if job.state is JobState.PROCESSING and end <= now:
-                if job.directives.fault:
-                    requeued |= self._worker_failed(job, end)
-                else:
-                    self._complete(job, end)
-        return requeued
-
-    def _of_kind(self, kind: JobKind) -> Iterator[FakeJob]:
-        return (job for job in self.jobs.values() if job.kind == kind)
-
-    def models_for(self, kind: JobKind, api: ApiName = "v2") -> dict[str, int]:
-        """The model table (name -> workers) serving ``kind`` on ``api``; alchemy has none."""
-        if kind == "text":
-            return self.v1_text_models if api == "v1" else self.text_models
-        if kind == "image":
-            return self.v1_image_models if api == "v1" else self.image_models
-        return {}
-
-    def candidate_model(self, job: FakeJob) -> str | None:
-        """The model a worker would serve ``job`` with now, or None if no worker can."""
-        if job.kind == "interrogation":
-            return ""
-        models = self.models_for(job.kind, job.api)
-        names: Iterable[str] = job.models or models
-        return next((name for name in names if models.get(name, 0) > 0), None)
-
-    def _runnable(self, job: FakeJob) -> bool:
-        return not job.directives.never and self.candidate_model(job) is not None
-
-    def is_possible(self, job: FakeJob) -> bool:
-        """Whether some online worker can serve ``job`` (``[fake:never]`` jobs are possible)."""
-        return self._workers_online and self.candidate_model(job) is not None
-
-    def _start(self, job: FakeJob, at: float) -> None:
-        job.state = JobState.PROCESSING
-        job.started_at = at
-        models = self.models_for(job.kind, job.api)
-        fallback = job.models[0] if job.models else next(iter(models), "")
-        job.model = self.candidate_model(job) or fallback
-
-    def _end(self, job: FakeJob, at: float) -> None:
-        if job.started_at is None:
-            job.started_at = at
-        job.ended_at = at
-
-    def _worker_failed(self, job: FakeJob, at: float) -> bool:
-        """The worker failed every job of the run; True if the grid queued the request again.
-
-        The real grid re-queues a failed image job while fewer jobs have ended (failed ones
-        count as ended) than the request asked for, and a failed text job every time, until its
-        cleaner marks the request faulted past two failed jobs. Nothing is re-queued after a
-        cancel. A ``/v1`` request or an interrogation is not run again: it fails at once.
-        """
-        if job.kind == "text":
-            requeue = job.restarted + job.n < FAULT_RESTARTS
-        else:
-            requeue = job.restarted < job.n
-        job.restarted += job.n
-        if requeue and not job.cancel_requested and job.api == "v2" and job.kind != "interrogation":
-            job.state = JobState.WAITING
-            job.started_at = None
-            job.model = None
-            job.pickup_at = at + self.pickup_seconds
-            return True
-        self._end(job, at)
-        job.state = JobState.FAULTED
-        return False
-
-    def _complete(self, job: FakeJob, at: float) -> None:
-        self._end(job, at)
-        job.state = JobState.FINISHED
-        job.generations = [self._generation(job, index) for index in range(job.n)]
-        self._charge(job, at)
-
-    def _charge(self, job: FakeJob, at: float) -> None:
-        cost = job.kudos_per_job * job.n
-        user = job.user
-        if not user.is_anonymous:
-            user.kudos -= cost
-            user.kudos_accumulated -= cost
-        if job.kind == "image":
-            amount = job.params["width"] * job.params["height"] * job.params["steps"] * job.n / 1e6
-            user.megapixelsteps += amount
-        elif job.kind == "text":
-            amount = job.params["max_length"] * job.n
-            user.tokens += int(amount)
-        else:
-            amount = float(job.n)
-        self._done_log.append((at, job.kind, amount))
-
-    def _generation(self, job: FakeJob, index: int) -> FakeGeneration:
-        kind = job.kind
-        generation = FakeGeneration(
-            id=str(uuid.uuid4()),
-            index=index,
-            seed=self._rng.randrange(2**32),
-            model=job.model or "",
-            worker_id=WORKER_IDS[kind],
-            worker_name=WORKER_NAMES[kind],
-        )
-        if kind == "text" and job.api == "v1":
-            generation.seed = job.params["seed"]
-            generation.text = "".join(job.params["tokens"])
-        elif kind == "text":
-            generation.text = fake_text(job.prompt, generation.seed, job.params["max_length"])
-        elif kind == "image":
-            generation.seed = job.params["seed_base"] + index
-            generation.censored = job.directives.censor
-            fmt = job.params.get("output_format", "webp")
-            spec = ImageSpec(
-                job.params["width"], job.params["height"], generation.seed, generation.censored, fmt
-            )
-            key = f"{generation.id}.webp"
-            if job.api == "v1":
-                key = f"image/{job.id}/{index}.{job.params['extension']}"
-            self.store.put(key, spec)
-        else:
-            generation.form = job.forms[index]
-            generation.result = interrogation_result(generation.form, job.source_size)
-            if generation.form in POST_PROCESSORS:
-                width, height = upscaled_size(generation.form, job.source_size)
-                self.store.put(f"{generation.id}.webp", ImageSpec(width, height, generation.seed))
-        return generation
-
-    # ----------------------------------------------------------- what the routes ask the grid
-
-    def new_job(
-        self,
-        kind: JobKind,
-        user: FakeUser,
-        *,
-        n: int,
-        prompt: str,
-        models: list[str],
-        params: dict[str, Any],
-        kudos_per_job: float,
-        directives_text: str,
-        r2: bool = True,
-        forms: list[str] | None = None,
-        source_size: tuple[int, int] | None = None,
-        api: ApiName = "v2",
-    ) -> FakeJob:
-        """Queue a new request (the routes call this once validation passed)."""
-        self.sync()
-        now = self.now()
-        directives = Directives.parse(directives_text)
-        self._order += 1
-        job = FakeJob(
-            id=str(uuid.uuid4()),
-            kind=kind,
-            user=user,
-            n=n,
-            prompt=prompt,
-            models=models,
-            params=params,
-            seconds=directives.seconds if directives.seconds is not None else self.job_seconds,
-            submitted_at=now,
-            pickup_at=now + self.pickup_seconds,
-            order=self._order,
-            directives=directives,
-            kudos_per_job=kudos_per_job,
-            r2=r2,
-            forms=forms or [],
-            source_size=source_size,
-            api=api,
-        )
-        self.jobs[job.id] = job
-        user.requests[kind] += 1
-        return job
-
-    def random_seed(self, limit: int = 2**32) -> int:
-        """A fresh random seed below ``limit``."""
-        return self._rng.randrange(limit)
-
-    def cancel(self, job: FakeJob) -> None:
-        """Cancel ``job``: jobs not yet on a worker are dropped, running ones still finish."""
-        if job.state is JobState.WAITING:
-            job.state = JobState.CANCELLED
-            job.ended_at = self.now()
-        elif job.state is JobState.PROCESSING:
-            job.cancel_requested = True
-
-    def wait_time(self, job: FakeJob) -> int:
-        """The grid's ``wait_time``: true seconds left times ``wait_time_error``."""
-        now = self.now()
-        if job.state is JobState.PROCESSING:
-            end = (job.started_at or now) + job.seconds
-        elif job.state is not JobState.WAITING:
-            return 0
-        elif self._workers_online and self._runnable(job):
-            end = self._schedule(job.kind)[job.id][1]
-        else:
-            end = max(job.pickup_at, now) + job.seconds
-        return remaining_seconds(end, now, self.wait_time_error)
-
-    def queue_position(self, job: FakeJob) -> int:
-        """1-based FIFO position among waiting requests of its kind; 0 when not (yet) queued."""
-        if job.state is not JobState.WAITING:
-            return 0
-        if self.now() - job.submitted_at < self.queue_refresh_seconds:
-            return 0
-        ahead = sum(
-            1
-            for other in self._of_kind(job.kind)
-            if other.state is JobState.WAITING and other.order < job.order
-        )
-        return ahead + 1
-
-    def waiting_jobs(self, user: FakeUser, kind: JobKind) -> int:
-        """Jobs of ``user``'s requests of ``kind`` not yet picked up (the concurrency count)."""
-        return sum(job.waiting for job in self._of_kind(kind) if job.user is user)
-
-    def recent(self, kind: JobKind) -> float:
-        """Megapixelsteps (image), tokens (text) or forms (alchemy) finished in the last minute."""
-        return sum(amount for _, done_kind, amount in self._done_log if done_kind == kind)
-
     @property
     def port(self) -> int | None:
         """The port being served on, if any."""
@@ -691,29 +287,6 @@ class FakeGrid:
             return None
         return self.base_url.removesuffix("/api")
 
-    # ------------------------------------------------------------------------------- the app
-
-    def _build_app(self) -> Starlette:
-        routes = [
-            V2Api(self).mount(),
-            *r2_routes(self.store, self.epoch),
-            *V1Api(self).routes(),
-            *media_routes(self.store),
-        ]
-        app = Starlette(
-            routes=routes,
-            middleware=[Middleware(Gateway, grid=self)],
-            exception_handlers={
-                ApiError: _api_error,
-                V1Error: _v1_error,
-                DroppedConnection: _cut,
-                HTTPException: _http_error,
-                Exception: _server_error,
-            },
-        )
-        app.router.redirect_slashes = False
-        return app
-
 
 def _apis(apis: Iterable[str]) -> tuple[ApiName, ...]:
     """Check an ``apis`` argument: a non-empty selection of ``"v1"`` and ``"v2"``."""
@@ -722,61 +295,6 @@ def _apis(apis: Iterable[str]) -> tuple[ApiName, ...]:
     if wanted - set(API_NAMES) or not chosen:
         raise ValueError(f"apis must name 'v1' and/or 'v2', got {sorted(wanted)!r}")
     return chosen
-
-
-ROUTE_NAMES = V1_ROUTE_NAMES | frozenset(
-    {
-        "text_async",
-        "text_status",
-        "text_cancel",
-        "image_async",
-        "image_check",
-        "image_status",
-        "image_cancel",
-        "interrogate_async",
-        "interrogate_status",
-        "interrogate_cancel",
-        "find_user",
-        "models",
-        "model",
-        "modes",
-        "performance",
-        "news",
-        "heartbeat",
-        "r2",
-    }
-)
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return api_error_response(exc)
-
-
-async def _v1_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, V1Error)
-    return v1_error_response(exc)
-
-
-async def _cut(request: Request, exc: Exception) -> Response:
-    return CutConnection()
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if is_v1_path(request.url.path):  # FastAPI's answers: {"detail": "Not Found"}, ...
-        return JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
-    if exc.status_code == 404:
-        return not_found_page()
-    if exc.status_code == 405:
-        return json_response({"message": METHOD_NOT_ALLOWED_MESSAGE}, 405, exc.headers)
-    return json_response({"message": exc.detail}, exc.status_code, exc.headers)
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    if is_v1_path(request.url.path):
-        return JSONResponse({"detail": V1_INTERNAL_ERROR}, 500)
-    return json_response({"message": "Internal Server Error"}, 500)
 
 
 # ------------------------------------------------------------------------------- the server

@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.responses import JSONResponse, Response
 
-from aipg_mcp.testing.fake_state import FakeUser
+from aipg_mcp.testing.state import FakeUser
 
 MAX_SEED = 2**53 - 1
 MAX_SOURCE_BYTES = 12 * 1024 * 1024

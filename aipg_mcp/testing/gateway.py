@@ -26,8 +26,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aipg_mcp.testing.fake_http import html_page, json_response, not_found_page
-from aipg_mcp.testing.fake_state import Received
+from aipg_mcp.testing.responses import html_page, json_response, not_found_page
+from aipg_mcp.testing.state import Received
 
 if TYPE_CHECKING:
     from aipg_mcp.testing.fakegrid import FakeGrid

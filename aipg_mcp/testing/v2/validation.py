@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from aipg_mcp.testing.fake_http import ApiError, validation_error
+from aipg_mcp.testing.responses import ApiError, validation_error
 
 Schema = dict[str, Any]
 
