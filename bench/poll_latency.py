@@ -57,8 +57,8 @@ from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.horde.wire import ImageRequest
 from aipg_mcp.grid.waiting import wait_for_job
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
-from aipg_mcp.testing.fake_gateway import RateLimiter, Rejection
 from aipg_mcp.testing.fakegrid import DEFAULT_LIMITS
+from aipg_mcp.testing.gateway import RateLimiter, Rejection
 
 FULL_DURATIONS = (5.0, 30.0, 120.0)
 QUICK_DURATIONS = (2.0, 5.0, 10.0)
