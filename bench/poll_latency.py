@@ -52,9 +52,9 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from aipg_mcp.grid.base import JobKind
 from aipg_mcp.grid.horde.backend import HordeV2Backend
-from aipg_mcp.grid.horde.wire import ImageRequest
+from aipg_mcp.grid.jobs import JobKind
+from aipg_mcp.grid.requests import ImageRequest
 from aipg_mcp.grid.waiting import wait_for_job
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 from aipg_mcp.testing.fakegrid import DEFAULT_LIMITS
@@ -135,7 +135,7 @@ async def poll_fixed(backend: HordeV2Backend, job_id: str, interval: float, budg
 
 async def submit(backend: HordeV2Backend, run: JobRun) -> None:
     prompt = f"a lighthouse at dusk [fake:seconds={run.seconds:.3f}]"
-    run.job_id = (await backend.submit_image(ImageRequest(prompt=prompt))).job_id
+    run.job_id = (await backend.submit(ImageRequest(prompt=prompt))).job_id
 
 
 async def wait(grid: FakeGrid, backend: HordeV2Backend, run: JobRun) -> None:

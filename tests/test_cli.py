@@ -35,7 +35,7 @@ from aipg_mcp.face.call import (
 )
 from aipg_mcp.face.cli import main
 from aipg_mcp.face.doctor import Status, check_ledger, check_output_dir, redact, v1_key_source
-from aipg_mcp.grid.base import JobKind, JobState, Submission
+from aipg_mcp.grid.jobs import JobKind, JobState, Submission
 from aipg_mcp.server.ledger import Ledger
 from aipg_mcp.settings import Settings
 from aipg_mcp.testing.__main__ import DEFAULT_KEY, DEFAULT_USER

@@ -10,18 +10,10 @@ import pytest
 from PIL import Image
 
 from aipg_mcp.grid import errors
-from aipg_mcp.grid.base import JobKind, JobProgress, JobState
 from aipg_mcp.grid.horde.backend import HordeV2Backend
-from aipg_mcp.grid.horde.wire import (
-    ImageParams,
-    ImageRequest,
-    InterrogationFormRequest,
-    InterrogationRequest,
-    ModelType,
-    TextParams,
-    TextRequest,
-)
+from aipg_mcp.grid.jobs import JobKind, JobProgress, JobState
 from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.requests import CaptionRequest, ImageRequest, ModelType, TextRequest
 from aipg_mcp.grid.transport import USER_AGENT, Timeouts
 from aipg_mcp.grid.waiting import wait_for_job
 from tests.conftest import API_KEY, FAST_RETRY, Grid
@@ -30,12 +22,12 @@ pytestmark = pytest.mark.anyio
 
 
 def text_request(prompt: str = "Once upon a time", **params: object) -> TextRequest:
-    return TextRequest(prompt=prompt, params=TextParams(max_length=64, **params))  # type: ignore[arg-type]
+    return TextRequest(prompt=prompt, max_length=64, **params)  # type: ignore[arg-type]
 
 
 def image_request(prompt: str = "a lighthouse at dusk", **params: object) -> ImageRequest:
     fields: dict[str, object] = {"width": 256, "height": 256, **params}
-    return ImageRequest(prompt=prompt, params=ImageParams(**fields))  # type: ignore[arg-type]
+    return ImageRequest(prompt=prompt, **fields)  # type: ignore[arg-type]
 
 
 def assert_no_secret(exc: BaseException) -> None:
@@ -52,7 +44,7 @@ async def test_text_job_runs_to_done_with_progress(grid: Grid, backend: HordeV2B
     async def record(progress: JobProgress) -> None:
         seen.append(progress)
 
-    submission = await backend.submit_text(text_request())
+    submission = await backend.submit(text_request())
     outcome = await wait_for_job(
         backend, JobKind.TEXT, submission.job_id, budget=15, on_progress=record
     )
@@ -66,7 +58,7 @@ async def test_text_job_runs_to_done_with_progress(grid: Grid, backend: HordeV2B
 
 
 async def test_image_job_downloads_r2_without_the_key(grid: Grid, backend: HordeV2Backend) -> None:
-    submission = await backend.submit_image(image_request(n=2, seed="42"))
+    submission = await backend.submit(image_request(n=2, seed="42"))
     outcome = await wait_for_job(backend, JobKind.IMAGE, submission.job_id, budget=15)
     assert outcome.state is JobState.DONE and outcome.result is not None
     images = outcome.result.images
@@ -89,18 +81,19 @@ async def test_image_job_downloads_r2_without_the_key(grid: Grid, backend: Horde
     assert submit.headers.get("client-agent") == USER_AGENT
 
 
-async def test_base64_images_decode(backend: HordeV2Backend) -> None:
-    request = image_request().model_copy(update={"r2": False})
-    submission = await backend.submit_image(request)
+async def test_base64_images_decode(grid: Grid) -> None:
+    backend = HordeV2Backend(grid.base_url, API_KEY, GridOptions(inline_results=True))
+    submission = await backend.submit(image_request())
     outcome = await wait_for_job(backend, JobKind.IMAGE, submission.job_id, budget=15)
     assert outcome.result is not None
     image = outcome.result.images[0]
     assert image.url is None and image.base64
     assert Image.open(io.BytesIO(await backend.image_bytes(image))).format == "WEBP"
+    await backend.aclose()
 
 
 async def test_censored_image_is_flagged(backend: HordeV2Backend) -> None:
-    submission = await backend.submit_image(image_request("a statue [fake:censor]"))
+    submission = await backend.submit(image_request("a statue [fake:censor]"))
     outcome = await wait_for_job(backend, JobKind.IMAGE, submission.job_id, budget=15)
     assert outcome.result is not None
     assert outcome.result.images[0].censored
@@ -110,11 +103,10 @@ async def test_censored_image_is_flagged(backend: HordeV2Backend) -> None:
 async def test_caption_job(backend: HordeV2Backend) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), "green").save(buffer, "PNG")
-    request = InterrogationRequest(
-        source_image=base64.b64encode(buffer.getvalue()).decode(),
-        forms=[InterrogationFormRequest(name="caption")],
+    request = CaptionRequest(
+        source_image=base64.b64encode(buffer.getvalue()).decode(), forms=["caption"]
     )
-    submission = await backend.submit_caption(request)
+    submission = await backend.submit(request)
     outcome = await wait_for_job(backend, JobKind.CAPTION, submission.job_id, budget=15)
     assert outcome.state is JobState.DONE and outcome.result is not None
     assert outcome.result.captions[0].result
@@ -131,7 +123,7 @@ async def test_dry_run_estimates_without_queueing(grid: Grid, backend: HordeV2Ba
 
 
 async def test_budget_returns_handle_with_last_state(backend: HordeV2Backend) -> None:
-    submission = await backend.submit_text(text_request("slow [fake:seconds=60]"))
+    submission = await backend.submit(text_request("slow [fake:seconds=60]"))
     outcome = await wait_for_job(backend, JobKind.TEXT, submission.job_id, budget=2.5)
     assert outcome.timed_out
     assert outcome.progress is not None
@@ -141,7 +133,7 @@ async def test_budget_returns_handle_with_last_state(backend: HordeV2Backend) ->
 
 
 async def test_faulted_job_is_its_own_outcome(backend: HordeV2Backend) -> None:
-    submission = await backend.submit_image(image_request("broken [fake:fault]"))
+    submission = await backend.submit(image_request("broken [fake:fault]"))
     outcome = await wait_for_job(backend, JobKind.IMAGE, submission.job_id, budget=15)
     assert outcome.state is JobState.FAULTED
 
@@ -149,14 +141,14 @@ async def test_faulted_job_is_its_own_outcome(backend: HordeV2Backend) -> None:
 async def test_a_failed_worker_is_a_retry_then_a_fault_never_a_cancel(
     grid: Grid, backend: HordeV2Backend
 ) -> None:
-    submission = await backend.submit_image(image_request("broken [fake:fault]"))
+    submission = await backend.submit(image_request("broken [fake:fault]"))
     grid.fake.advance(0.75)  # the worker failed it at 0.7; the grid runs it again
     retrying = (await backend.result(JobKind.IMAGE, submission.job_id)).progress
     assert not retrying.state.final and retrying.restarted == 1
     grid.fake.advance(0.7)  # the second run fails too: done, nothing finished, not "faulted"
     ended = await backend.result(JobKind.IMAGE, submission.job_id)
     assert ended.progress.state is JobState.FAULTED and ended.progress.restarted == 2
-    cancelled = await backend.submit_text(text_request("never [fake:never]"))
+    cancelled = await backend.submit(text_request("never [fake:never]"))
     grid.fake.cancel(grid.fake.jobs[cancelled.job_id])  # by someone else
     gone = await backend.result(JobKind.TEXT, cancelled.job_id)
     assert gone.progress.state is JobState.CANCELLED
@@ -164,8 +156,8 @@ async def test_a_failed_worker_is_a_retry_then_a_fault_never_a_cancel(
 
 async def test_a_job_no_worker_can_serve_ends_the_wait_at_once(backend: HordeV2Backend) -> None:
     # The grid queues a request for a model it does not know, like any other.
-    typo = ImageRequest(prompt="a cat", models=["flux.1-schnel"], params=ImageParams(width=256))
-    submission = await backend.submit_image(typo)
+    typo = ImageRequest(prompt="a cat", models=["flux.1-schnel"], width=256)
+    submission = await backend.submit(typo)
     with anyio.fail_after(5):
         outcome = await wait_for_job(backend, JobKind.IMAGE, submission.job_id, budget=30)
     assert outcome.timed_out and outcome.progress is not None
@@ -175,7 +167,7 @@ async def test_a_job_no_worker_can_serve_ends_the_wait_at_once(backend: HordeV2B
 async def test_job_expiring_mid_wait_is_reported_expired(
     grid: Grid, backend: HordeV2Backend
 ) -> None:
-    submission = await backend.submit_text(text_request("long [fake:seconds=60]"))
+    submission = await backend.submit(text_request("long [fake:seconds=60]"))
 
     async def expire_soon() -> None:
         await anyio.sleep(1.2)
@@ -191,7 +183,7 @@ async def test_job_expiring_mid_wait_is_reported_expired(
 async def test_cancelling_the_wait_cancels_the_grid_job_once(
     grid: Grid, backend: HordeV2Backend
 ) -> None:
-    submission = await backend.submit_image(image_request("never [fake:never]"))
+    submission = await backend.submit(image_request("never [fake:never]"))
     aborted = []
 
     async def on_abort(answer: object) -> None:
@@ -206,7 +198,7 @@ async def test_cancelling_the_wait_cancels_the_grid_job_once(
 
 
 async def test_cancel_returns_counters_from_before(backend: HordeV2Backend) -> None:
-    submission = await backend.submit_text(text_request("never [fake:never]"))
+    submission = await backend.submit(text_request("never [fake:never]"))
     answer = await backend.cancel(JobKind.TEXT, submission.job_id)
     assert answer.progress.waiting == 1
     assert answer.progress.state is JobState.CANCELLED
@@ -218,7 +210,7 @@ async def test_cancel_returns_counters_from_before(backend: HordeV2Backend) -> N
 async def test_invalid_key(grid: Grid) -> None:
     client = HordeV2Backend(grid.base_url, "not-a-real-key", GridOptions(retry=FAST_RETRY))
     with pytest.raises(errors.InvalidAPIKey) as caught:
-        await client.submit_text(text_request())
+        await client.submit(text_request())
     assert caught.value.status == 401 and caught.value.rc == "InvalidAPIKey"
     assert "not-a-real-key" not in repr(caught.value)
     # find_user's answer repeats the key it was sent; the error must not.
@@ -234,7 +226,7 @@ async def test_anonymous_oversize_needs_kudos_upfront(grid: Grid) -> None:
     client = HordeV2Backend(grid.base_url, None, GridOptions(retry=FAST_RETRY))
     assert client.anonymous
     with pytest.raises(errors.KudosUpfront) as caught:
-        await client.submit_image(image_request(width=2048, height=2048))
+        await client.submit(image_request(width=2048, height=2048))
     assert "kudos" in caught.value.hint
     assert grid.fake.received[-1].headers["apikey"] == "0000000000"
     await client.aclose()
@@ -244,7 +236,7 @@ async def test_too_many_prompts(grid: Grid) -> None:
     grid.fake.add_user("small-key", username="small#2", kudos=100.0, concurrency=1)
     client = HordeV2Backend(grid.base_url, "small-key", GridOptions(retry=FAST_RETRY))
     with pytest.raises(errors.TooManyPrompts):
-        await client.submit_text(text_request(n=2))
+        await client.submit(text_request(n=2))
     assert grid.fake.count("text_async") == 1  # refused on purpose: not retried
     await client.aclose()
 
@@ -259,20 +251,20 @@ async def test_grid_validation_names_fields(backend: HordeV2Backend) -> None:
 
 async def test_local_validation_fails_before_any_request(grid: Grid) -> None:
     with pytest.raises(ValueError, match="multiple of 64"):
-        ImageParams(width=500)
+        ImageRequest(prompt="a cat", width=500)
     with pytest.raises(ValueError, match="max_context_length"):
-        TextParams(max_length=1024, max_context_length=512)
+        TextRequest(prompt="a tale", max_length=1024, max_context_length=512)
     with pytest.raises(ValueError, match="2 decimals"):
-        ImageParams(cfg_scale=7.125)
+        ImageRequest(prompt="a cat", cfg_scale=7.125)
     with pytest.raises(ValueError):
-        TextParams(stop_sequence=["x" * 1500, "y" * 600])
+        TextRequest(prompt="a tale", stop_sequence=["x" * 1500, "y" * 600])
     assert grid.fake.received == []
 
 
 async def test_maintenance(grid: Grid, backend: HordeV2Backend) -> None:
     grid.fake.maintenance = True
     with pytest.raises(errors.Maintenance):
-        await backend.submit_text(text_request())
+        await backend.submit(text_request())
     assert (await backend.modes())["maintenance_mode"] is True
 
 
@@ -301,7 +293,7 @@ async def test_connection_refused_is_transport_error() -> None:
         await client.heartbeat()
     assert not isinstance(caught.value, errors.SubmitOutcomeUnknown)
     with pytest.raises(errors.TransportError) as submit_error:
-        await client.submit_text(text_request())
+        await client.submit(text_request())
     # Nothing was sent, so this is a plain transport error, not an unknown outcome.
     assert not isinstance(submit_error.value, errors.SubmitOutcomeUnknown)
     assert_no_secret(submit_error.value)
@@ -335,7 +327,7 @@ async def test_reads_give_up_with_retry_after(grid: Grid, backend: HordeV2Backen
 
 async def test_submit_retried_after_rate_limit_refusal(grid: Grid, backend: HordeV2Backend) -> None:
     grid.fake.inject("image_async", 429, times=1, retry_after=1)
-    submission = await backend.submit_image(image_request())
+    submission = await backend.submit(image_request())
     assert submission.job_id in grid.fake.jobs
     assert grid.fake.count("image_async") == 2
     assert len(grid.fake.jobs) == 1
@@ -345,7 +337,7 @@ async def test_a_500_on_submit_may_have_queued_the_job(grid: Grid, backend: Hord
     # The grid queues the request, then a later write fails and it answers 500.
     grid.fake.inject("image_async", 500, after=True)
     with pytest.raises(errors.SubmitOutcomeUnknown, match="the job may exist") as caught:
-        await backend.submit_image(image_request())
+        await backend.submit(image_request())
     assert "retry in a little while" not in caught.value.describe()
     assert grid.fake.count("image_async") == 1  # not sent again
     assert len(grid.fake.jobs) == 1  # and the grid holds the job
@@ -357,7 +349,7 @@ async def test_a_gateway_error_on_submit_may_have_queued_the_job(
 ) -> None:
     grid.fake.inject("image_async", status, times=1)
     with pytest.raises(errors.SubmitOutcomeUnknown, match="may have queued"):
-        await backend.submit_image(image_request())
+        await backend.submit(image_request())
     assert grid.fake.count("image_async") == 1
 
 
@@ -369,7 +361,7 @@ async def test_submit_that_times_out_is_sent_exactly_once(grid: Grid) -> None:
     )
     grid.fake.inject("image_async", delay=1.5)
     with pytest.raises(errors.SubmitOutcomeUnknown) as caught:
-        await client.submit_image(image_request())
+        await client.submit(image_request())
     assert_no_secret(caught.value)
     await anyio.sleep(1.3)
     assert grid.fake.count("image_async") == 1
@@ -382,7 +374,7 @@ async def test_submit_dropped_mid_answer_is_not_retried(
 ) -> None:
     grid.fake.inject("text_async", drop=True)
     with pytest.raises(errors.SubmitOutcomeUnknown):
-        await backend.submit_text(text_request())
+        await backend.submit(text_request())
     assert grid.fake.count("text_async") == 1
 
 
@@ -393,7 +385,7 @@ async def test_download_size_cap(grid: Grid) -> None:
     client = HordeV2Backend(
         grid.base_url, API_KEY, GridOptions(retry=FAST_RETRY, max_image_bytes=1000)
     )
-    submission = await client.submit_image(image_request())
+    submission = await client.submit(image_request())
     outcome = await wait_for_job(client, JobKind.IMAGE, submission.job_id, budget=15)
     assert outcome.result is not None
     with pytest.raises(errors.DownloadFailed, match="cap"):
@@ -402,7 +394,7 @@ async def test_download_size_cap(grid: Grid) -> None:
 
 
 async def test_expired_download_url(grid: Grid, backend: HordeV2Backend) -> None:
-    submission = await backend.submit_image(image_request())
+    submission = await backend.submit(image_request())
     outcome = await wait_for_job(backend, JobKind.IMAGE, submission.job_id, budget=15)
     assert outcome.result is not None
     grid.fake.advance(grid.fake.r2_url_seconds + 5)

@@ -12,10 +12,10 @@ from PIL import Image
 from aipg_mcp.grid import errors
 from aipg_mcp.grid.aipg.backend import AipgV1Backend
 from aipg_mcp.grid.aipg.errors import v1_error_from_response
-from aipg_mcp.grid.base import JobKind, JobProgress, JobResult, JobState
 from aipg_mcp.grid.horde.backend import HordeV2Backend
-from aipg_mcp.grid.horde.wire import ImageParams, ImageRequest, ModelType, TextParams, TextRequest
+from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState
 from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.requests import CaptionRequest, ImageRequest, ModelType, TextRequest
 from aipg_mcp.grid.select import BackendSelector, split_base_url
 from aipg_mcp.grid.transport import USER_AGENT, RetryPolicy
 from aipg_mcp.grid.waiting import wait_for_job
@@ -55,11 +55,11 @@ async def v1() -> AsyncIterator[V1]:
 
 def image(prompt: str = "a red fox", **params: object) -> ImageRequest:
     fields: dict[str, object] = {"width": 512, "height": 512, **params}
-    return ImageRequest(prompt=prompt, params=ImageParams(**fields))  # type: ignore[arg-type]
+    return ImageRequest(prompt=prompt, **fields)  # type: ignore[arg-type]
 
 
 def text(prompt: str = "Say hello", **params: object) -> TextRequest:
-    return TextRequest(prompt=prompt, params=TextParams(max_length=48, **params))  # type: ignore[arg-type]
+    return TextRequest(prompt=prompt, max_length=48, **params)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ choosing
@@ -111,7 +111,7 @@ async def test_image_job_runs_in_the_background_with_progress(v1: V1) -> None:
     async def record(progress: JobProgress) -> None:
         seen.append(progress)
 
-    submission = await v1.backend.submit_image(image(n=2, seed="7"))
+    submission = await v1.backend.submit(image(n=2, seed="7"))
     outcome = await wait_for_job(
         v1.backend, JobKind.IMAGE, submission.job_id, budget=15, on_progress=record
     )
@@ -138,18 +138,18 @@ async def test_image_job_runs_in_the_background_with_progress(v1: V1) -> None:
 
 async def test_limits_are_checked_before_sending(v1: V1) -> None:
     with pytest.raises(errors.ValidationFailed) as caught:
-        await v1.backend.submit_image(image(width=2048, height=2048))
+        await v1.backend.submit(image(width=2048, height=2048))
     assert {"width", "height"} <= set(caught.value.fields)
     with pytest.raises(errors.ValidationFailed) as seeds:
-        await v1.backend.submit_image(image(seed="not-a-number"))
+        await v1.backend.submit(image(seed="not-a-number"))
     assert "seed" in seeds.value.fields
     with pytest.raises(errors.ValidationFailed):
-        await v1.backend.submit_text(text(n=2))
+        await v1.backend.submit(text(n=2))
     assert v1.fake.count("v1_images") == 0 and v1.fake.count("v1_chat") == 0
 
 
 async def test_cancel_stops_locally_and_says_the_grid_may_bill(v1: V1) -> None:
-    submission = await v1.backend.submit_image(image("stuck [fake:never]"))
+    submission = await v1.backend.submit(image("stuck [fake:never]"))
     await anyio.sleep(0.3)
     answer = await v1.backend.cancel(JobKind.IMAGE, submission.job_id)
     assert answer.progress.state is JobState.CANCELLED
@@ -158,13 +158,13 @@ async def test_cancel_stops_locally_and_says_the_grid_may_bill(v1: V1) -> None:
 
 
 async def test_worker_failure_and_timeout(v1: V1) -> None:
-    failed = await v1.backend.submit_image(image("broken [fake:fault]"))
+    failed = await v1.backend.submit(image("broken [fake:fault]"))
     outcome = await wait_for_job(v1.backend, JobKind.IMAGE, failed.job_id, budget=10)
     assert outcome.state is JobState.FAULTED
     assert outcome.result is not None and outcome.result.error
 
     v1.fake.v1_idle_timeout = 1.0
-    stuck = await v1.backend.submit_image(image("stuck [fake:never]", seed="3"))
+    stuck = await v1.backend.submit(image("stuck [fake:never]", seed="3"))
     outcome = await wait_for_job(v1.backend, JobKind.IMAGE, stuck.job_id, budget=10)
     assert outcome.state is JobState.FAULTED
     assert outcome.result is not None and "may still finish" in (outcome.result.error or "")
@@ -182,14 +182,14 @@ async def test_rate_limit_without_retry_after_is_retried_on_our_schedule(v1: V1)
             }
         },
     )
-    submission = await v1.backend.submit_image(image())
+    submission = await v1.backend.submit(image())
     outcome = await wait_for_job(v1.backend, JobKind.IMAGE, submission.job_id, budget=10)
     assert outcome.state is JobState.DONE
     assert v1.fake.count("v1_images") == 2
 
 
 async def test_error_shapes(v1: V1) -> None:
-    unknown = await v1.backend.submit_image(image().model_copy(update={"models": ["nope"]}))
+    unknown = await v1.backend.submit(image().model_copy(update={"models": ["nope"]}))
     # Refused before any work: no failed job to follow, an error naming the model.
     with pytest.raises(errors.JobRefused) as refused:
         await wait_for_job(v1.backend, JobKind.IMAGE, unknown.job_id, budget=10)
@@ -204,7 +204,7 @@ async def test_error_shapes(v1: V1) -> None:
     with pytest.raises(errors.JobInterrupted):
         await v1.backend.poll(JobKind.IMAGE, "not-running-here")
     with pytest.raises(errors.Unsupported):
-        await v1.backend.submit_caption(None)  # type: ignore[arg-type]
+        await v1.backend.submit(CaptionRequest(source_image="aGk=", forms=["caption"]))
 
 
 # ---------------------------------------------------------------------------------- text
@@ -216,7 +216,7 @@ async def test_text_streams_tokens_and_caps_max_tokens(v1: V1) -> None:
     async def record(progress: JobProgress) -> None:
         seen.append(progress)
 
-    submission = await v1.backend.submit_text(text("Tell a story [fake:seconds=1]"))
+    submission = await v1.backend.submit(text("Tell a story [fake:seconds=1]"))
     outcome = await wait_for_job(
         v1.backend, JobKind.TEXT, submission.job_id, budget=15, on_progress=record
     )
@@ -228,7 +228,7 @@ async def test_text_streams_tokens_and_caps_max_tokens(v1: V1) -> None:
 
 
 async def test_text_stream_error_is_a_failed_job(v1: V1) -> None:
-    submission = await v1.backend.submit_text(text("oops [fake:fault]"))
+    submission = await v1.backend.submit(text("oops [fake:fault]"))
     outcome = await wait_for_job(v1.backend, JobKind.TEXT, submission.job_id, budget=15)
     assert outcome.state is JobState.FAULTED
 
@@ -237,7 +237,7 @@ async def test_a_text_stream_cut_short_is_not_a_finished_answer(v1: V1) -> None:
     # A 200 whose stream stops before [DONE] (half the events, then the end): the grid may still
     # be running the job, and the text is incomplete.
     v1.fake.inject("v1_chat", malformed=True)
-    submission = await v1.backend.submit_text(text("Tell a story"))
+    submission = await v1.backend.submit(text("Tell a story"))
     outcome = await wait_for_job(v1.backend, JobKind.TEXT, submission.job_id, budget=15)
     assert outcome.state is JobState.FAULTED and outcome.result is not None
     assert outcome.result.outcome_unknown and not outcome.result.texts
@@ -246,19 +246,19 @@ async def test_a_text_stream_cut_short_is_not_a_finished_answer(v1: V1) -> None:
 
 async def test_a_lost_or_timed_out_answer_may_still_bill(v1: V1) -> None:
     v1.fake.inject("v1_images", drop=True)
-    lost = await v1.backend.submit_image(image())
+    lost = await v1.backend.submit(image())
     outcome = await wait_for_job(v1.backend, JobKind.IMAGE, lost.job_id, budget=10)
     assert outcome.result is not None and outcome.result.outcome_unknown
 
     # The grid's 500 wraps any failure of the handler, including ones after the job ran.
     v1.fake.inject("v1_images", status=500)
-    broken = await v1.backend.submit_image(image(seed="5"))
+    broken = await v1.backend.submit(image(seed="5"))
     outcome = await wait_for_job(v1.backend, JobKind.IMAGE, broken.job_id, budget=10)
     assert outcome.result is not None and outcome.result.outcome_unknown
 
     # A worker's failure (502) is refunded: sending the request again bills it once.
     v1.fake.inject("v1_images", status=502)
-    failed = await v1.backend.submit_image(image(seed="6"))
+    failed = await v1.backend.submit(image(seed="6"))
     outcome = await wait_for_job(v1.backend, JobKind.IMAGE, failed.job_id, budget=10)
     assert outcome.result is not None and not outcome.result.outcome_unknown
 

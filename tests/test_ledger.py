@@ -13,15 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aipg_mcp.grid.base import (
-    ImageOutput,
-    JobKind,
-    JobProgress,
-    JobResult,
-    JobState,
-    Submission,
-    TextOutput,
-)
+from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobProgress, JobResult, JobState, Submission, TextOutput
 from aipg_mcp.server.ledger import (
     SCHEMA_VERSION,
     JobRecord,
@@ -374,7 +366,7 @@ def test_concurrent_use_from_threads(tmp_path: Path) -> None:
 _WRITER = """
 import sys
 from pathlib import Path
-from aipg_mcp.grid.base import JobKind, JobState, Submission
+from aipg_mcp.grid.jobs import JobKind, JobState, Submission
 from aipg_mcp.server.ledger import Ledger
 
 ledger = Ledger(Path(sys.argv[1]))

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from aipg_mcp.grid.base import JobKind, JobState
+from aipg_mcp.grid.jobs import JobKind, JobState
 from aipg_mcp.settings import Settings
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from aipg_mcp.grid.errors import (
     TransportError,
     UnexpectedResponse,
 )
-from aipg_mcp.grid.horde.wire import ModelType
+from aipg_mcp.grid.requests import ModelType
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.settings import Settings, SettingsError, origin
 

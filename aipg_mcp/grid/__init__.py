@@ -1,24 +1,31 @@
 """The grid client: an async, typed client for AI Power Grid and AI Horde-compatible grids.
 
-It knows nothing of MCP. :class:`GridBackend` is the interface; :class:`HordeV2Backend` speaks the
-Horde ``/api/v2`` protocol. :func:`wait_for_job` waits for any backend's job within a budget.
+It knows nothing of MCP. A request (:class:`TextRequest`, :class:`ImageRequest`,
+:class:`CaptionRequest`) says what to make in the product's own words; a :class:`GridBackend`
+(:class:`HordeV2Backend` for the Horde ``/api/v2`` protocol, :class:`AipgV1Backend` for AI Power
+Grid's ``/v1``, or whichever :class:`BackendSelector` finds at a URL) translates and submits it
+and reports the job in one vocabulary (:class:`Submission`, :class:`JobProgress`,
+:class:`JobResult`); :func:`wait_for_job` waits for any backend's job within a budget.
+:class:`GridOptions` holds every knob of how a backend calls its grid.
 """
 
-from aipg_mcp.grid.base import (
-    Capabilities,
+from aipg_mcp.grid.aipg.backend import AipgV1Backend
+from aipg_mcp.grid.base import Capabilities, GridBackend, PollPolicy
+from aipg_mcp.grid.errors import GridError
+from aipg_mcp.grid.horde.backend import AI_HORDE_BASE_URL, DEFAULT_BASE_URL, HordeV2Backend
+from aipg_mcp.grid.jobs import (
     CaptionOutput,
-    GridBackend,
     ImageOutput,
     JobKind,
     JobProgress,
     JobResult,
     JobState,
-    PollPolicy,
     Submission,
     TextOutput,
 )
-from aipg_mcp.grid.errors import GridError
-from aipg_mcp.grid.horde.backend import AI_HORDE_BASE_URL, DEFAULT_BASE_URL, HordeV2Backend
+from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.requests import CaptionRequest, ImageRequest, ModelType, TextRequest
+from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.grid.transport import USER_AGENT
 from aipg_mcp.grid.waiting import WaitOutcome, wait_for_job
 
@@ -26,19 +33,26 @@ __all__ = [
     "AI_HORDE_BASE_URL",
     "DEFAULT_BASE_URL",
     "USER_AGENT",
+    "AipgV1Backend",
+    "BackendSelector",
     "Capabilities",
     "CaptionOutput",
+    "CaptionRequest",
     "GridBackend",
     "GridError",
+    "GridOptions",
     "HordeV2Backend",
     "ImageOutput",
+    "ImageRequest",
     "JobKind",
     "JobProgress",
     "JobResult",
     "JobState",
+    "ModelType",
     "PollPolicy",
     "Submission",
     "TextOutput",
+    "TextRequest",
     "WaitOutcome",
     "wait_for_job",
 ]

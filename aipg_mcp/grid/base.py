@@ -1,136 +1,51 @@
-"""The grid interface the MCP layer talks to, and the job types it speaks in.
+"""The grid interface the MCP layer talks to: :class:`GridBackend` and the lookups it answers.
 
-A backend turns one API generation (Horde v2 today) into these calls and types. Nothing above
-this module knows which backend it has: a capability a backend lacks is reported through
-:class:`Capabilities`, never by the caller checking the backend's type.
+A backend turns one API generation (Horde v2, AI Power Grid /v1) into these calls and types.
+Nothing above the grid package knows which backend it has: a capability a backend lacks is
+reported through :class:`Capabilities`, never by the caller checking the backend's type. Jobs
+are described in :mod:`aipg_mcp.grid.jobs`, requests in :mod:`aipg_mcp.grid.requests`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from aipg_mcp.grid.horde.wire import (
-    ActiveModel,
-    GenerationMetadata,
-    ImageRequest,
-    InterrogationRequest,
-    ModelType,
-    Newspiece,
-    TextRequest,
-)
-
-GRID_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
-"""The shape of the job and image ids grids hand out: safe as one URL path segment and as one
-file name (no dots, no slashes)."""
+from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobResult, Submission
+from aipg_mcp.grid.requests import GridRequest, ImageRequest, ModelType, TextRequest
 
 
-class JobKind(StrEnum):
-    TEXT = "text"
-    IMAGE = "image"
-    CAPTION = "caption"
+class _Lookup(BaseModel):
+    """A lookup's answer: unknown fields ignored, every field defaulted."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
-class JobState(StrEnum):
-    """Where a job stands, in the words the MCP layer reports."""
+class ActiveModel(_Lookup):
+    """A model a grid lists: its workers, queue and speed (what the grid reports of them)."""
 
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    DONE = "done"
-    FAULTED = "faulted"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def final(self) -> bool:
-        return self not in (JobState.QUEUED, JobState.PROCESSING)
+    name: str = ""
+    count: int = 0
+    performance: float = 0.0
+    queued: float = 0.0
+    jobs: float = 0.0
+    eta: int = 0
+    type: str = ""
 
 
-class Submission(BaseModel):
-    """What the grid said when it accepted a job."""
+class Newspiece(_Lookup):
+    """One announcement of the grid's operators (on /v1: an incident or advisory)."""
 
-    job_id: str
-    kind: JobKind
-    kudos: float = 0.0
-    message: str | None = None
-    warnings: list[str] = Field(default_factory=list)
-    # The grid said at once that no online worker can serve the request (it queues it anyway).
-    unservable: bool = False
-
-
-class JobProgress(BaseModel):
-    """One look at a running job: cheap to fetch, polled while waiting."""
-
-    job_id: str
-    kind: JobKind
-    state: JobState
-    queue_position: int = 0
-    wait_time: int = 0
-    finished: int = 0
-    processing: int = 0
-    waiting: int = 0
-    restarted: int = 0
-    is_possible: bool = True
-    kudos: float = 0.0
-    percent: float | None = None
-    tokens: int | None = None
-
-
-class TextOutput(BaseModel):
-    text: str
-    seed: int | None = None
-    model: str | None = None
-    worker_id: str | None = None
-    worker_name: str | None = None
-    censored: bool = False
-
-
-class ImageOutput(BaseModel):
-    """One generated image as the grid described it; bytes are fetched separately."""
-
-    id: str
-    seed: str = ""
-    model: str | None = None
-    worker_id: str | None = None
-    worker_name: str | None = None
-    censored: bool = False
-    gen_metadata: list[GenerationMetadata] = Field(default_factory=list)
-    url: str | None = None
-    base64: str | None = Field(default=None, repr=False)
-
-
-class CaptionOutput(BaseModel):
-    form: str
-    state: str
-    result: dict[str, Any] | None = None
-
-
-class JobResult(BaseModel):
-    """The state of a job, with whatever outputs it has so far.
-
-    ``complete`` is False when the answer came from a cheap poll that carries no outputs (image
-    ``check``); fetch :meth:`GridBackend.result` for them.
-    """
-
-    progress: JobProgress
-    complete: bool = True
-    error: str | None = None
-    # The job failed here, but the grid may still run it and bill it (its answer was lost, or it
-    # stopped waiting): resending the same request blindly could pay twice.
-    outcome_unknown: bool = False
-    # The grid refused the request before doing any work: there is no job, only an error.
-    refused: bool = False
-    grid_job_id: str | None = None
-    texts: list[TextOutput] = Field(default_factory=list)
-    images: list[ImageOutput] = Field(default_factory=list)
-    captions: list[CaptionOutput] = Field(default_factory=list)
+    date_published: str = ""
+    newspiece: str = ""
+    importance: str = ""
+    title: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    more_info_urls: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -194,11 +109,14 @@ class GridBackend(Protocol):
 
     def poll_policy(self, kind: JobKind) -> PollPolicy: ...
 
-    async def submit_text(self, request: TextRequest) -> Submission: ...
+    async def submit(self, request: GridRequest) -> Submission:
+        """Translate the request into this API's wire format and send it (once).
 
-    async def submit_image(self, request: ImageRequest) -> Submission: ...
-
-    async def submit_caption(self, request: InterrogationRequest) -> Submission: ...
+        Raises :class:`~aipg_mcp.grid.errors.ValidationFailed` for what this API cannot take,
+        before anything is sent, and :class:`~aipg_mcp.grid.errors.Unsupported` for a kind of
+        job it has no way to run.
+        """
+        ...
 
     async def estimate(self, request: TextRequest | ImageRequest) -> Estimate:
         """What the request would cost, without queueing it."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 
-from aipg_mcp.grid.base import ImageOutput
 from aipg_mcp.grid.errors import DownloadFailed, image_too_large
+from aipg_mcp.grid.jobs import ImageOutput
 from aipg_mcp.grid.transport import GridTransport
 
 

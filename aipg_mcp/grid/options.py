@@ -24,7 +24,9 @@ class GridOptions:
     per-id rate limits); ``http_transport`` replaces the network (an ``httpx`` transport, such as
     ``httpx.MockTransport`` in a test). The rest: retries of safe calls, timeouts, the largest
     result file accepted and how long its download may take, and for AI Power Grid's ``/v1``
-    how long a blocking request may stay silent and how often its progress is read.
+    how long a blocking request may stay silent and how often its progress is read;
+    ``inline_results`` asks for images inside the grid's answer (base64) instead of as download
+    URLs.
     """
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -34,4 +36,5 @@ class GridOptions:
     download_timeout: float = 60.0
     blocking_read_seconds: float = BLOCKING_READ_SECONDS
     progress_poll_seconds: float = 1.0
+    inline_results: bool = False
     http_transport: httpx.AsyncBaseTransport | None = None

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import anyio
 
-from aipg_mcp.grid.base import GridBackend, JobKind, JobProgress, JobResult, JobState, PollPolicy
+from aipg_mcp.grid.base import GridBackend, PollPolicy
 from aipg_mcp.grid.errors import (
     GridError,
     JobInterrupted,
@@ -27,6 +27,7 @@ from aipg_mcp.grid.errors import (
     TransportError,
     UnexpectedResponse,
 )
+from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState
 
 log = logging.getLogger("aipg_mcp.grid")
 

@@ -7,7 +7,7 @@ import logging
 
 from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.errors import GridError
-from aipg_mcp.grid.horde.wire import ModelType
+from aipg_mcp.grid.requests import ModelType
 
 log = logging.getLogger("aipg_mcp.server")
 

@@ -11,7 +11,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from aipg_mcp import PROJECT_URL, __version__
-from aipg_mcp.grid.base import JobResult
+from aipg_mcp.grid.jobs import JobResult
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.jobs import JobRunner
 from aipg_mcp.server.ledger import Ledger

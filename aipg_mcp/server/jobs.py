@@ -16,15 +16,7 @@ from typing import Any
 
 import anyio
 
-from aipg_mcp.grid.base import (
-    GridBackend,
-    ImageOutput,
-    JobKind,
-    JobProgress,
-    JobResult,
-    JobState,
-    Submission,
-)
+from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.errors import (
     GridError,
     JobInterrupted,
@@ -33,7 +25,8 @@ from aipg_mcp.grid.errors import (
     NotFound,
     SubmitOutcomeUnknown,
 )
-from aipg_mcp.grid.horde.wire import ImageRequest, InterrogationRequest, ModelType, TextRequest
+from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobProgress, JobResult, JobState, Submission
+from aipg_mcp.grid.requests import GridRequest, ModelType
 from aipg_mcp.grid.waiting import WaitOutcome, unservable, wait_for_job
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
 from aipg_mcp.server.ledger import JobRecord, fingerprint
@@ -44,7 +37,6 @@ from aipg_mcp.server.state import AppState
 log = logging.getLogger("aipg_mcp.server")
 
 ProgressSink = Callable[[JobProgress], Awaitable[None]]
-AnyRequest = TextRequest | ImageRequest | InterrogationRequest
 
 
 @dataclass
@@ -71,9 +63,9 @@ def describe_progress(progress: JobProgress) -> str:
     return ", ".join(parts)
 
 
-def stored_params(request: AnyRequest) -> dict[str, Any]:
+def stored_params(request: GridRequest) -> dict[str, Any]:
     """The request as the ledger keeps it: source images replaced by a digest, never inlined."""
-    params = request.wire()
+    params = request.described()
     for key in ("source_image", "source_mask"):
         value = params.get(key)
         if isinstance(value, str) and not value.startswith(("http://", "https://")):
@@ -97,8 +89,7 @@ class JobRunner:
 
     async def submit(
         self,
-        kind: JobKind,
-        request: AnyRequest,
+        request: GridRequest,
         *,
         new_job: bool,
         wait_seconds: float,
@@ -107,10 +98,11 @@ class JobRunner:
     ) -> Delivery:
         """Submit a job (or reuse an identical recent one) and wait for it within the budget."""
         state = self.state
+        kind = request.kind
         key = fingerprint(
             kind,
             self.grid,
-            {"request": request.wire(), "api": self.backend.capabilities.api},
+            {"request": request.described(), "api": self.backend.capabilities.api},
             state.identity,
         )
         existing: JobRecord | None = None
@@ -169,16 +161,11 @@ class JobRunner:
                 hint="Pass new_job=true to send it again anyway (it may be billed twice).",
             )
 
-    async def _send(self, request: AnyRequest, key: str) -> tuple[JobRecord, Submission]:
+    async def _send(self, request: GridRequest, key: str) -> tuple[JobRecord, Submission]:
         """Submit the request to the grid and record the job in the ledger."""
         state = self.state
         try:
-            if isinstance(request, TextRequest):
-                submission = await self.backend.submit_text(request)
-            elif isinstance(request, ImageRequest):
-                submission = await self.backend.submit_image(request)
-            else:
-                submission = await self.backend.submit_caption(request)
+            submission = await self.backend.submit(request)
         except SubmitOutcomeUnknown as exc:
             state.hold_resends(key)
             exc.hint = (

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from aipg_mcp.grid.base import JobKind, JobProgress, JobResult, JobState, Submission
+from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState, Submission
 
 if TYPE_CHECKING:
     import sqlite3

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from aipg_mcp.grid.base import GRID_ID
+from aipg_mcp.grid.jobs import GRID_ID
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_serializer
 
-from aipg_mcp.grid.base import JobKind, JobState
+from aipg_mcp.grid.jobs import JobKind, JobState
 
 
 class TextItem(BaseModel):

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.errors import GridError
-from aipg_mcp.grid.horde.wire import ModelType
+from aipg_mcp.grid.requests import ModelType
 from aipg_mcp.server.state import AppState
 
 

@@ -23,12 +23,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
-from aipg_mcp.grid.base import JobKind, JobProgress
 from aipg_mcp.grid.errors import GridError
-from aipg_mcp.grid.horde.wire import (
+from aipg_mcp.grid.jobs import JobKind, JobProgress
+from aipg_mcp.grid.requests import (
+    CaptionRequest,
+    GridRequest,
     ImageRequest,
-    InterrogationFormRequest,
-    InterrogationRequest,
     Lora,
     ModelType,
     PostProcessor,
@@ -40,7 +40,7 @@ from aipg_mcp.server.media import MediaError, load_source_image, parse_image_uri
 from aipg_mcp.server.refusals import refusal
 from aipg_mcp.server.reports import JobReport, summary
 from aipg_mcp.server.schemas import Schema, lean_schema
-from aipg_mcp.server.session_config import session_settings
+from aipg_mcp.server.sessions import session_settings
 from aipg_mcp.server.state import AppState
 
 log = logging.getLogger("aipg_mcp.server")
@@ -191,13 +191,13 @@ def _request(build: Callable[[], T]) -> T:
     try:
         return build()
     except ValidationError as exc:
-        raise ToolError(refusal(exc, _request_schema(exc.title), unnest=("params",))) from None
+        raise ToolError(refusal(exc, _request_schema(exc.title))) from None
 
 
 @cache
 def _request_schema(title: str) -> Schema | None:
     """The lean schema of the grid request model named ``title``, for its limits."""
-    models = {model.__name__: model for model in (TextRequest, ImageRequest, InterrogationRequest)}
+    models = {model.__name__: model for model in (TextRequest, ImageRequest, CaptionRequest)}
     model = models.get(title)
     return lean_schema(model.model_json_schema()) if model else None
 
@@ -235,15 +235,6 @@ def _named(models: list[str] | None) -> list[str]:
     return [name for name in models or [] if name.strip()]
 
 
-def _given(**values: object) -> dict[str, object]:
-    """The arguments the caller gave, for a request model; the rest keep the grid's defaults.
-
-    Only given fields count as asked for (``model_fields_set``), so a backend can leave the
-    others to the model's own recipe.
-    """
-    return {k: v for k, v in values.items() if v is not None}
-
-
 async def _source_image(state: AppState, spec: str, argument: str) -> str:
     """Read an input image off the event loop, within the folders the settings allow; an
     ``aipg://images/...`` resource of this server is read from its saved file."""
@@ -275,8 +266,7 @@ async def _runner(state: AppState) -> JobRunner:
 
 async def _generate(
     ctx: AppContext,
-    kind: JobKind,
-    request: TextRequest | ImageRequest | InterrogationRequest,
+    request: GridRequest,
     *,
     wait_seconds: float | None,
     new_job: bool,
@@ -287,7 +277,6 @@ async def _generate(
     budget = _wait(state, wait_seconds)
     delivery = await _grid_call(
         (await _runner(state)).submit(
-            kind,
             request,
             new_job=new_job,
             wait_seconds=budget,
@@ -340,25 +329,21 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         )
         request = _request(
             # One validation of the whole request, so every problem is reported at once.
-            lambda: TextRequest.model_validate(
-                {
-                    "prompt": prompt,
-                    "models": models,
-                    "params": {
-                        "max_length": max_length,
-                        "max_context_length": max_context_length,
-                        "temperature": temperature,
-                        "top_p": top_p,
-                        "top_k": top_k,
-                        "rep_pen": rep_pen,
-                        "stop_sequence": stop_sequence,
-                        "n": n,
-                    },
-                }
+            lambda: TextRequest(
+                prompt=prompt,
+                models=models,
+                max_length=max_length,
+                max_context_length=max_context_length,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                rep_pen=rep_pen,
+                stop_sequence=stop_sequence,
+                n=n,
             )
         )
         return await _generate(
-            ctx, JobKind.TEXT, request, wait_seconds=wait_seconds, new_job=new_job, inline=False
+            ctx, request, wait_seconds=wait_seconds, new_job=new_job, inline=False
         )
 
     @mcp.tool(title="Generate image", annotations=GENERATE, meta=RESULT_META)
@@ -441,41 +426,31 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         models = _named(models) or (
             [model] if (model := session_settings(state.settings).default_image_model) else []
         )
-        # A blank prompt stays blank, for the request to refuse with any other problem, instead
-        # of passing as " ### <negative prompt>".
-        full_prompt = (
-            f"{prompt} ### {negative_prompt}" if negative_prompt and prompt.strip() else prompt
-        )
         request = _request(
-            lambda: ImageRequest.model_validate(
-                {
-                    "prompt": full_prompt,
-                    "models": models,
-                    "nsfw": nsfw,
-                    "censor_nsfw": censor_nsfw,
-                    "source_image": source,
-                    "source_processing": "img2img" if source else None,
-                    "allow_downgrade": allow_downgrade,
-                    "params": _given(
-                        width=width,
-                        height=height,
-                        steps=steps,
-                        cfg_scale=cfg_scale,
-                        sampler_name=sampler_name,
-                        seed=seed,
-                        n=n,
-                        karras=karras,
-                        # The grid refuses a repeated entry; it would run once anyway.
-                        post_processing=list(dict.fromkeys(post_processing or [])) or None,
-                        loras=loras,
-                        denoising_strength=denoising_strength if source else None,
-                    ),
-                }
+            lambda: ImageRequest(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                models=models,
+                width=width,
+                height=height,
+                steps=steps,
+                cfg_scale=cfg_scale,
+                sampler_name=sampler_name,
+                seed=seed,
+                n=n,
+                karras=karras,
+                nsfw=nsfw,
+                censor_nsfw=censor_nsfw,
+                # The grid refuses a repeated entry; it would run once anyway.
+                post_processing=list(dict.fromkeys(post_processing or [])) or None,
+                loras=loras,
+                source_image=source,
+                denoising_strength=denoising_strength if source else None,
+                allow_downgrade=allow_downgrade,
             )
         )
         return await _generate(
             ctx,
-            JobKind.IMAGE,
             request,
             wait_seconds=wait_seconds,
             new_job=new_job,
@@ -506,13 +481,10 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         state = _state(ctx)
         source = await _source_image(state, image, "image")
         request = _request(
-            lambda: InterrogationRequest(
-                source_image=source,
-                forms=[InterrogationFormRequest(name=form) for form in dict.fromkeys(forms)],
-            )
+            lambda: CaptionRequest(source_image=source, forms=list(dict.fromkeys(forms)))
         )
         return await _generate(
-            ctx, JobKind.CAPTION, request, wait_seconds=wait_seconds, new_job=new_job, inline=False
+            ctx, request, wait_seconds=wait_seconds, new_job=new_job, inline=False
         )
 
     @mcp.tool(title="Job status", annotations=LOOKUP, meta=RESULT_META)
@@ -594,25 +566,22 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
         request: TextRequest | ImageRequest
         if kind == "text":
             request = _request(
-                lambda: TextRequest.model_validate(
-                    {
-                        "prompt": prompt,
-                        "models": _named(models),
-                        "params": {
-                            "max_length": max_length,
-                            "max_context_length": max(4096, max_length),
-                        },
-                    }
+                lambda: TextRequest(
+                    prompt=prompt,
+                    models=_named(models),
+                    max_length=max_length,
+                    max_context_length=max(4096, max_length),
                 )
             )
         else:
             request = _request(
-                lambda: ImageRequest.model_validate(
-                    {
-                        "prompt": prompt,
-                        "models": _named(models),
-                        "params": _given(width=width, height=height, steps=steps, n=n),
-                    }
+                lambda: ImageRequest(
+                    prompt=prompt,
+                    models=_named(models),
+                    width=width,
+                    height=height,
+                    steps=steps,
+                    n=n,
                 )
             )
         backend = await _grid_call(state.backend())

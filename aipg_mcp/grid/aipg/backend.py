@@ -21,17 +21,12 @@ import anyio
 from aipg_mcp.grid.aipg.errors import v1_error_from_response
 from aipg_mcp.grid.base import (
     AccountInfo,
+    ActiveModel,
     Capabilities,
     Estimate,
-    ImageOutput,
-    JobKind,
     JobListener,
-    JobProgress,
-    JobResult,
-    JobState,
+    Newspiece,
     PollPolicy,
-    Submission,
-    TextOutput,
 )
 from aipg_mcp.grid.errors import (
     GenerationTimeout,
@@ -47,16 +42,24 @@ from aipg_mcp.grid.errors import (
     ValidationFailed,
     WorkerFailed,
 )
-from aipg_mcp.grid.horde.wire import (
-    ActiveModel,
+from aipg_mcp.grid.images import image_data
+from aipg_mcp.grid.jobs import (
+    ImageOutput,
+    JobKind,
+    JobProgress,
+    JobResult,
+    JobState,
+    Submission,
+    TextOutput,
+)
+from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.requests import (
+    CaptionRequest,
+    GridRequest,
     ImageRequest,
-    InterrogationRequest,
     ModelType,
-    Newspiece,
     TextRequest,
 )
-from aipg_mcp.grid.images import image_data
-from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.transport import USER_AGENT, GridTransport
 
 if TYPE_CHECKING:
@@ -176,23 +179,23 @@ class AipgV1Backend:
         self._tasks.start_soon(self._run, job, runner, body)
         return Submission(job_id=job.id, kind=job.kind)
 
-    async def submit_text(self, request: TextRequest) -> Submission:
-        body = _chat_body(request)
-        job = _Job(id=str(uuid.uuid4()), kind=JobKind.TEXT, max_tokens=body["max_tokens"])
-        return self._start(job, self._run_text, body)
-
-    async def submit_image(self, request: ImageRequest) -> Submission:
-        body = _image_body(request)
-        await self._check_model_params(body)
-        job = _Job(id=str(uuid.uuid4()), kind=JobKind.IMAGE)
-        return self._start(job, self._run_image, body)
-
-    async def submit_caption(self, request: InterrogationRequest) -> Submission:
-        raise Unsupported(
-            "captioning (interrogation) is not available on AI Power Grid's /v1 API",
-            hint="Use a grid that serves the Horde v2 API (AIPG_API=v2 with AIPG_BASE_URL set "
-            "to it) to caption images.",
-        )
+    async def submit(self, request: GridRequest) -> Submission:
+        """Start the request's blocking call in the background and return a local job id."""
+        match request:
+            case TextRequest():
+                body = _chat_body(request)
+                job = _Job(str(uuid.uuid4()), JobKind.TEXT, max_tokens=body["max_tokens"])
+                return self._start(job, self._run_text, body)
+            case ImageRequest():
+                body = _image_body(request, inline=self.options.inline_results)
+                await self._check_model_params(body)
+                return self._start(_Job(str(uuid.uuid4()), JobKind.IMAGE), self._run_image, body)
+            case CaptionRequest():
+                raise Unsupported(
+                    "captioning (interrogation) is not available on AI Power Grid's /v1 API",
+                    hint="Use a grid that serves the Horde v2 API (AIPG_API=v2 with "
+                    "AIPG_BASE_URL set to it) to caption images.",
+                )
 
     async def estimate(self, request: TextRequest | ImageRequest) -> Estimate:
         if isinstance(request, TextRequest):
@@ -200,7 +203,7 @@ class AipgV1Backend:
                 "model": request.models[0] if request.models else "auto",
                 "modality": "text",
                 "prompt_tokens": max(1, len(request.prompt) // 4),
-                "max_tokens": request.params.max_length,
+                "max_tokens": request.max_length,
             }
         else:
             image = _image_body(request)
@@ -587,8 +590,7 @@ def _quote(text: str) -> str:
 
 
 def _chat_body(request: TextRequest) -> dict[str, Any]:
-    params = request.params
-    if params.n != 1:
+    if request.n != 1:
         raise ValidationFailed(
             "AI Power Grid's /v1 API returns one completion per call",
             fields={"n": "must be 1 on this grid; call again for more completions"},
@@ -597,83 +599,80 @@ def _chat_body(request: TextRequest) -> dict[str, Any]:
         "model": request.models[0] if request.models else "auto",
         "messages": [{"role": "user", "content": request.prompt}],
         # Always cap the output: the grid's default is 32768 tokens, reserved up front.
-        "max_tokens": params.max_length,
+        "max_tokens": request.max_length,
         "stream": True,
     }
     for name, value in (
-        ("temperature", params.temperature),
-        ("top_p", params.top_p),
-        ("top_k", params.top_k),
-        ("repetition_penalty", params.rep_pen),
+        ("temperature", request.temperature),
+        ("top_p", request.top_p),
+        ("top_k", request.top_k),
+        ("repetition_penalty", request.rep_pen),
     ):
         if value is not None:
             body[name] = value
-    if params.temperature is not None and params.temperature > 2:
+    if request.temperature is not None and request.temperature > 2:
         raise ValidationFailed(
             "temperature too high", fields={"temperature": "at most 2 on this grid"}
         )
-    if params.stop_sequence:
-        body["stop"] = params.stop_sequence
+    if request.stop_sequence:
+        body["stop"] = request.stop_sequence
     return body
 
 
-def _image_body(request: ImageRequest) -> dict[str, Any]:
-    params = request.params
+def _image_body(request: ImageRequest, *, inline: bool = False) -> dict[str, Any]:
     problems: dict[str, str] = {}
     for side in ("width", "height"):
-        value = getattr(params, side)
+        value = getattr(request, side)
         if not 256 <= value <= 1536:
             problems[side] = f"must be between 256 and 1536 on this grid, got {value}"
-    if params.n > 4:
+    if request.n > 4:
         problems["n"] = "at most 4 images per call on this grid"
-    if request.source_image and params.n > 1:
+    if request.source_image and request.n > 1:
         problems["n"] = "must be 1 with a source image on this grid"
     if request.source_image and request.source_image.startswith(("http://", "https://")):
         problems["source_image"] = "this grid does not fetch URLs; pass a local file or base64"
-    if params.post_processing:
+    if request.post_processing:
         problems["post_processing"] = "not available on this grid"
     seed: int | None = None
-    if params.seed is not None:
-        if not params.seed.isdigit() or int(params.seed) > MAX_SEED:
+    if request.seed is not None:
+        if not request.seed.isdigit() or int(request.seed) > MAX_SEED:
             problems["seed"] = f"must be a whole number between 0 and {MAX_SEED} on this grid"
         else:
-            seed = int(params.seed)
-    explicit = params.model_fields_set
-    if "steps" in explicit and not 1 <= params.steps <= 80:
+            seed = int(request.seed)
+    if request.steps is not None and not 1 <= request.steps <= 80:
         problems["steps"] = "must be between 1 and 80 on this grid"
-    if "cfg_scale" in explicit and not 0 <= params.cfg_scale <= 30:
+    if request.cfg_scale is not None and not 0 <= request.cfg_scale <= 30:
         problems["cfg_scale"] = "must be between 0 and 30 on this grid"
     if problems:
         raise ValidationFailed(
             "the request does not fit AI Power Grid's /v1 limits", fields=problems
         )
 
-    prompt, _, negative = request.prompt.partition("###")
     body: dict[str, Any] = {
-        "prompt": prompt.strip(),
-        "n": params.n,
-        "size": f"{params.width}x{params.height}",
-        "response_format": "url",
+        "prompt": request.prompt.strip(),
+        "n": request.n,
+        "size": f"{request.width}x{request.height}",
+        "response_format": "b64_json" if inline else "url",
         "output_format": "webp",
         "progress_token": uuid.uuid4().hex,
     }
     if request.models:
         body["model"] = request.models[0]
-    if negative.strip():
-        body["negative_prompt"] = negative.strip()
+    if request.negative_prompt and request.negative_prompt.strip():
+        body["negative_prompt"] = request.negative_prompt.strip()
     if seed is not None:
         body["seed"] = seed
     # Recipes bake their own steps and guidance; send them only when asked for.
-    if "steps" in explicit:
-        body["steps"] = params.steps
-    if "cfg_scale" in explicit:
-        body["cfg_scale"] = params.cfg_scale
+    if request.steps is not None:
+        body["steps"] = request.steps
+    if request.cfg_scale is not None:
+        body["cfg_scale"] = request.cfg_scale
     if request.source_image:
         body["image"] = request.source_image
-        if params.denoising_strength is not None:
-            body["strength"] = params.denoising_strength
-    if params.loras:
-        body["loras"] = [lora.wire() for lora in params.loras]
+        if request.denoising_strength is not None:
+            body["strength"] = request.denoising_strength
+    if request.loras:
+        body["loras"] = [lora.described() for lora in request.loras]
     return body
 
 

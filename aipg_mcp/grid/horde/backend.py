@@ -9,20 +9,13 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, TypeAdapter
 
 from aipg_mcp.grid.base import (
-    GRID_ID,
     AccountInfo,
+    ActiveModel,
     Capabilities,
-    CaptionOutput,
     Estimate,
-    ImageOutput,
-    JobKind,
     JobListener,
-    JobProgress,
-    JobResult,
-    JobState,
+    Newspiece,
     PollPolicy,
-    Submission,
-    TextOutput,
 )
 from aipg_mcp.grid.errors import (
     InvalidAPIKey,
@@ -35,25 +28,33 @@ from aipg_mcp.grid.errors import (
 )
 from aipg_mcp.grid.horde.errors import error_from_response
 from aipg_mcp.grid.horde.wire import (
-    ActiveModel,
+    SUBMIT_PATHS,
     DryRun,
     Heartbeat,
     HordeModes,
     HordePerformance,
-    ImageRequest,
     ImageStatus,
-    InterrogationRequest,
     InterrogationStatus,
-    ModelType,
-    Newspiece,
     RequestAsync,
     RequestStatusCheck,
-    TextRequest,
     TextStatus,
     UserDetails,
+    request_body,
 )
 from aipg_mcp.grid.images import image_data
+from aipg_mcp.grid.jobs import (
+    GRID_ID,
+    CaptionOutput,
+    ImageOutput,
+    JobKind,
+    JobProgress,
+    JobResult,
+    JobState,
+    Submission,
+    TextOutput,
+)
 from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.requests import GridRequest, ImageRequest, ModelType, TextRequest
 from aipg_mcp.grid.transport import ANONYMOUS_KEY, USER_AGENT, GridTransport
 
 DEFAULT_BASE_URL = "https://api.aipowergrid.io/api"
@@ -147,6 +148,7 @@ class HordeV2Backend:
     # ------------------------------------------------------------------------- submits
 
     async def _submit(self, kind: JobKind, path: str, body: dict[str, Any]) -> Submission:
+        """Send a submit once; say what a failed one means for the job it may have queued."""
         try:
             _, payload = await self.transport.submit(self._url(path), body)
         except ServerError as exc:
@@ -184,19 +186,13 @@ class HordeV2Backend:
             unservable=unservable,
         )
 
-    async def submit_text(self, request: TextRequest) -> Submission:
-        return await self._submit(JobKind.TEXT, "generate/text/async", request.wire())
-
-    async def submit_image(self, request: ImageRequest) -> Submission:
-        return await self._submit(JobKind.IMAGE, "generate/async", request.wire())
-
-    async def submit_caption(self, request: InterrogationRequest) -> Submission:
-        return await self._submit(JobKind.CAPTION, "interrogate/async", request.wire())
+    async def submit(self, request: GridRequest) -> Submission:
+        body = request_body(request, inline_results=self.options.inline_results)
+        return await self._submit(request.kind, SUBMIT_PATHS[request.kind], body)
 
     async def estimate(self, request: TextRequest | ImageRequest) -> Estimate:
-        path = "generate/text/async" if isinstance(request, TextRequest) else "generate/async"
-        body = request.model_copy(update={"dry_run": True}).wire()
-        _, payload = await self.transport.submit(self._url(path), body)
+        body = request_body(request, dry_run=True)
+        _, payload = await self.transport.submit(self._url(SUBMIT_PATHS[request.kind]), body)
         return Estimate(cost=_parse(DryRun, payload).kudos, unit="kudos")
 
     # -------------------------------------------------------------------- job status

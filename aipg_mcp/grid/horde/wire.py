@@ -7,63 +7,15 @@ drops nulls from most answers and adds fields over time.
 
 from __future__ import annotations
 
-from decimal import Decimal
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SAMPLERS = (
-    "k_lms",
-    "k_heun",
-    "k_euler",
-    "k_euler_a",
-    "k_dpm_2",
-    "k_dpm_2_a",
-    "k_dpm_fast",
-    "k_dpm_adaptive",
-    "k_dpmpp_2s_a",
-    "k_dpmpp_2m",
-    "dpmsolver",
-    "k_dpmpp_sde",
-    "lcm",
-    "DDIM",
-)
-Sampler = Literal[
-    "k_lms",
-    "k_heun",
-    "k_euler",
-    "k_euler_a",
-    "k_dpm_2",
-    "k_dpm_2_a",
-    "k_dpm_fast",
-    "k_dpm_adaptive",
-    "k_dpmpp_2s_a",
-    "k_dpmpp_2m",
-    "dpmsolver",
-    "k_dpmpp_sde",
-    "lcm",
-    "DDIM",
-]
-PostProcessor = Literal[
-    "GFPGAN",
-    "RealESRGAN_x4plus",
-    "RealESRGAN_x2plus",
-    "RealESRGAN_x4plus_anime_6B",
-    "NMKD_Siax",
-    "4x_AnimeSharp",
-    "CodeFormers",
-    "strip_background",
-]
-UPSCALERS = frozenset(
-    {
-        "RealESRGAN_x4plus",
-        "RealESRGAN_x2plus",
-        "RealESRGAN_x4plus_anime_6B",
-        "NMKD_Siax",
-        "4x_AnimeSharp",
-    }
-)
+from aipg_mcp.grid import requests
+from aipg_mcp.grid.errors import ValidationFailed
+from aipg_mcp.grid.jobs import GenerationMetadata, JobKind
+from aipg_mcp.grid.requests import MAX_PROMPT_WORDS, GridRequest, Lora, PostProcessor, Sampler
+
 InterrogationForm = Literal[
     "caption",
     "interrogation",
@@ -78,9 +30,6 @@ InterrogationForm = Literal[
     "strip_background",
 ]
 SourceProcessing = Literal["txt2img", "img2img", "inpainting", "outpainting", "remix"]
-
-MAX_STOP_SEQUENCES = 128
-MAX_STOP_SEQUENCE_CHARS = 2000
 
 
 class _Request(BaseModel):
@@ -123,30 +72,6 @@ class TextParams(_Request):
     stop_sequence: list[str] | None = None
     singleline: bool | None = None
 
-    @field_validator("stop_sequence")
-    @classmethod
-    def _stops(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if any(not s for s in value):
-            raise ValueError("stop sequences must not be empty strings")
-        if len(set(value)) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"at most {MAX_STOP_SEQUENCES} unique stop sequences")
-        if sum(len(s) for s in value) > MAX_STOP_SEQUENCE_CHARS:
-            raise ValueError(
-                f"stop sequences may hold at most {MAX_STOP_SEQUENCE_CHARS} characters in all"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _fits_context(self) -> TextParams:
-        if self.max_length > self.max_context_length:
-            raise ValueError(
-                f"max_length ({self.max_length}) must not exceed max_context_length "
-                f"({self.max_context_length})"
-            )
-        return self
-
 
 class TextRequest(_Request):
     """``POST /v2/generate/text/async`` body (``GenerationInputKobold``)."""
@@ -161,31 +86,8 @@ class TextRequest(_Request):
     allow_downgrade: bool | None = None
     dry_run: bool | None = None
 
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be blank")
-        return value
-
 
 # ---------------------------------------------------------------------------------- image
-
-
-def _dimension(value: int) -> int:
-    if value % 64:
-        raise ValueError(f"{value} is not a multiple of 64")
-    return value
-
-
-class Lora(_Request):
-    """A LoRA to apply (by CivitAI name or id)."""
-
-    name: Annotated[str, Field(min_length=1, max_length=255)]
-    model: Annotated[float, Field(ge=-5, le=5)] = 1.0
-    clip: Annotated[float, Field(ge=-5, le=5)] = 1.0
-    inject_trigger: Annotated[str | None, Field(min_length=1, max_length=30)] = None
-    is_version: bool = False
 
 
 class ImageParams(_Request):
@@ -206,21 +108,6 @@ class ImageParams(_Request):
     facefixer_strength: Annotated[float | None, Field(ge=0, le=1)] = None
     post_processing: list[PostProcessor] | None = None
     loras: Annotated[list[Lora] | None, Field(max_length=5)] = None
-
-    @field_validator("cfg_scale")
-    @classmethod
-    def _cfg_decimals(cls, value: float) -> float:
-        exponent = Decimal(str(value)).as_tuple().exponent
-        if isinstance(exponent, int) and exponent < -2:
-            raise ValueError("cfg_scale may have at most 2 decimals")
-        return value
-
-    @field_validator("post_processing")
-    @classmethod
-    def _one_upscaler(cls, value: list[str] | None) -> list[str] | None:
-        if value and sum(1 for p in value if p in UPSCALERS) > 1:
-            raise ValueError("at most one upscaler in post_processing")
-        return value
 
 
 class ImageRequest(_Request):
@@ -244,11 +131,10 @@ class ImageRequest(_Request):
 
     @field_validator("prompt")
     @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be blank")
-        if len(value.split()) > 7500:
-            raise ValueError("prompt must have at most 7500 words")
+    def _prompt_fits(cls, value: str) -> str:
+        # The negative prompt rides in the prompt here, so the two together must fit.
+        if len(value.split()) > MAX_PROMPT_WORDS:
+            raise ValueError(f"prompt and negative_prompt may have {MAX_PROMPT_WORDS} words in all")
         return value
 
     @model_validator(mode="after")
@@ -311,12 +197,6 @@ class RequestStatusCheck(_Response):
     queue_position: int = 0
     kudos: float = 0.0
     is_possible: bool = True
-
-
-class GenerationMetadata(_Response):
-    type: str = ""
-    value: str = ""
-    ref: str | None = None
 
 
 class TextGeneration(_Response):
@@ -390,23 +270,6 @@ class UserDetails(_Response):
     kudos_details: KudosDetails | None = None
 
 
-class ModelType(StrEnum):
-    TEXT = "text"
-    IMAGE = "image"
-
-
-class ActiveModel(_Response):
-    """One entry of ``GET /v2/status/models``."""
-
-    name: str = ""
-    count: int = 0
-    performance: float = 0.0
-    queued: float = 0.0
-    jobs: float = 0.0
-    eta: int = 0
-    type: str = ""
-
-
 class HordeModes(_Response):
     maintenance_mode: bool = False
     invite_only_mode: bool = False
@@ -429,17 +292,83 @@ class HordePerformance(_Response):
     past_minute_tokens: float = 0
 
 
-class Newspiece(_Response):
-    date_published: str = ""
-    newspiece: str = ""
-    importance: str = ""
-    title: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    more_info_urls: list[str] = Field(default_factory=list)
-
-
 class Heartbeat(_Response):
     message: str = ""
     version: str = ""
     queue: int | None = None
     threads: int | None = None
+
+
+# --------------------------------------------------------------------- from neutral requests
+
+SUBMIT_PATHS = {
+    JobKind.TEXT: "generate/text/async",
+    JobKind.IMAGE: "generate/async",
+    JobKind.CAPTION: "interrogate/async",
+}
+"""Where each kind of job is submitted, under ``/v2``."""
+
+
+def request_body(
+    request: GridRequest, *, dry_run: bool = False, inline_results: bool = False
+) -> dict[str, Any]:
+    """The Horde v2 body of a request, checked against this API's own limits.
+
+    The negative prompt travels as Horde writes it, after ``###`` in the prompt; knobs left unset
+    take the Horde API's defaults; ``dry_run`` asks for the price only; ``inline_results`` asks
+    for images as base64 in the answer instead of download URLs.
+    """
+    body: _Request
+    try:
+        match request:
+            case requests.TextRequest():
+                body = TextRequest(
+                    prompt=request.prompt,
+                    models=request.models,
+                    params=TextParams.model_validate(
+                        request.model_dump(exclude_none=True, exclude={"prompt", "models"})
+                    ),
+                )
+            case requests.ImageRequest():
+                body = _image_request(request, r2=not inline_results)
+            case requests.CaptionRequest():
+                body = InterrogationRequest(
+                    source_image=request.source_image,
+                    forms=[InterrogationFormRequest(name=form) for form in request.forms],
+                )
+    except ValidationError as exc:
+        fields = {".".join(str(p) for p in e["loc"]) or "request": e["msg"] for e in exc.errors()}
+        raise ValidationFailed("the request does not fit the Horde API", fields=fields) from None
+    wire = body.wire()
+    if dry_run:
+        wire["dry_run"] = True
+    return wire
+
+
+def _image_request(request: requests.ImageRequest, *, r2: bool) -> ImageRequest:
+    prompt = request.prompt
+    if request.negative_prompt and prompt.strip():
+        prompt = f"{prompt} ### {request.negative_prompt}"
+    knobs = request.model_dump(
+        exclude_none=True,
+        exclude={
+            "prompt",
+            "negative_prompt",
+            "models",
+            "nsfw",
+            "censor_nsfw",
+            "source_image",
+            "allow_downgrade",
+        },
+    )
+    return ImageRequest(
+        prompt=prompt,
+        models=request.models,
+        params=ImageParams.model_validate(knobs),
+        nsfw=request.nsfw,
+        censor_nsfw=request.censor_nsfw,
+        source_image=request.source_image,
+        source_processing="img2img" if request.source_image else None,
+        allow_downgrade=request.allow_downgrade,
+        r2=r2,
+    )

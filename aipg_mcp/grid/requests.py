@@ -1,0 +1,208 @@
+"""What a caller asks a grid for, in the product's own words; each backend translates it.
+
+A request's type is its kind of job. Limits every grid shares are checked here, so a bad request
+fails naming the field before anything is sent or billed; limits of one API are checked by its
+backend while it translates. Nothing here is a wire format: the negative prompt is a field, not
+Horde's ``"prompt ### negative"``, and an unset knob is ``None`` (the grid's or the model's own
+default applies).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aipg_mcp.grid.jobs import JobKind
+
+MAX_STOP_SEQUENCES = 128
+MAX_STOP_SEQUENCE_CHARS = 2000
+MAX_PROMPT_WORDS = 7500
+
+Sampler = Literal[
+    "k_lms",
+    "k_heun",
+    "k_euler",
+    "k_euler_a",
+    "k_dpm_2",
+    "k_dpm_2_a",
+    "k_dpm_fast",
+    "k_dpm_adaptive",
+    "k_dpmpp_2s_a",
+    "k_dpmpp_2m",
+    "dpmsolver",
+    "k_dpmpp_sde",
+    "lcm",
+    "DDIM",
+]
+PostProcessor = Literal[
+    "GFPGAN",
+    "RealESRGAN_x4plus",
+    "RealESRGAN_x2plus",
+    "RealESRGAN_x4plus_anime_6B",
+    "NMKD_Siax",
+    "4x_AnimeSharp",
+    "CodeFormers",
+    "strip_background",
+]
+UPSCALERS = frozenset(
+    {
+        "RealESRGAN_x4plus",
+        "RealESRGAN_x2plus",
+        "RealESRGAN_x4plus_anime_6B",
+        "NMKD_Siax",
+        "4x_AnimeSharp",
+    }
+)
+CaptionForm = Literal["caption", "interrogation", "nsfw"]
+
+
+class ModelType(StrEnum):
+    """The kinds of model a grid lists."""
+
+    TEXT = "text"
+    IMAGE = "image"
+
+
+class _Request(BaseModel):
+    """Requests reject unknown fields, so a typo is an error instead of a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: ClassVar[JobKind]
+
+    def described(self) -> dict[str, Any]:
+        """The request as JSON, unset fields left out: what identifies it and what is recorded."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("prompt must not be blank")
+    return value
+
+
+class TextRequest(_Request):
+    """Text: a raw completion of ``prompt``."""
+
+    kind: ClassVar[JobKind] = JobKind.TEXT
+
+    prompt: Annotated[str, Field(min_length=1)]
+    models: list[str] = Field(default_factory=list)
+    max_length: Annotated[int, Field(ge=16, le=2048, description="Tokens to generate.")] = 80
+    max_context_length: Annotated[
+        int, Field(ge=80, le=1048576, description="Prompt tokens the model may read.")
+    ] = 2048
+    n: Annotated[int, Field(ge=1, le=20, description="How many generations.")] = 1
+    temperature: Annotated[float | None, Field(ge=0, le=5)] = None
+    top_p: Annotated[float | None, Field(ge=0.001, le=1)] = None
+    top_k: Annotated[int | None, Field(ge=0, le=100)] = None
+    rep_pen: Annotated[float | None, Field(ge=1, le=3)] = None
+    stop_sequence: list[str] | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        return _not_blank(value)
+
+    @field_validator("stop_sequence")
+    @classmethod
+    def _stops(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if any(not s for s in value):
+            raise ValueError("stop sequences must not be empty strings")
+        if len(set(value)) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} unique stop sequences")
+        if sum(len(s) for s in value) > MAX_STOP_SEQUENCE_CHARS:
+            raise ValueError(
+                f"stop sequences may hold at most {MAX_STOP_SEQUENCE_CHARS} characters in all"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _fits_context(self) -> TextRequest:
+        if self.max_length > self.max_context_length:
+            raise ValueError(
+                f"max_length ({self.max_length}) must not exceed max_context_length "
+                f"({self.max_context_length})"
+            )
+        return self
+
+
+class Lora(_Request):
+    """A LoRA to apply (by CivitAI name or id)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    model: Annotated[float, Field(ge=-5, le=5)] = 1.0
+    clip: Annotated[float, Field(ge=-5, le=5)] = 1.0
+    inject_trigger: Annotated[str | None, Field(min_length=1, max_length=30)] = None
+    is_version: bool = False
+
+
+class ImageRequest(_Request):
+    """Images from ``prompt``, or from ``source_image`` (img2img) when one is given.
+
+    ``steps``, ``cfg_scale`` and ``sampler_name`` left unset take the grid's or the model's own
+    defaults; ``source_image`` is what the grid accepts (an http(s) URL or base64), already read.
+    """
+
+    kind: ClassVar[JobKind] = JobKind.IMAGE
+
+    prompt: Annotated[str, Field(min_length=1)]
+    negative_prompt: str | None = None
+    models: list[str] = Field(default_factory=list)
+    width: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 512
+    height: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 512
+    steps: Annotated[int | None, Field(ge=1, le=500)] = None
+    cfg_scale: Annotated[float | None, Field(ge=0, le=100)] = None
+    sampler_name: Sampler | None = None
+    seed: str | None = None
+    n: Annotated[int, Field(ge=1, le=20)] = 1
+    karras: bool | None = None
+    nsfw: bool | None = None
+    censor_nsfw: bool | None = None
+    post_processing: list[PostProcessor] | None = None
+    loras: Annotated[list[Lora] | None, Field(max_length=5)] = None
+    source_image: str | None = None
+    denoising_strength: Annotated[float | None, Field(ge=0.01, le=1.0)] = None
+    allow_downgrade: bool | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_fits(cls, value: str) -> str:
+        _not_blank(value)
+        if len(value.split()) > MAX_PROMPT_WORDS:
+            raise ValueError(f"prompt must have at most {MAX_PROMPT_WORDS} words")
+        return value
+
+    @field_validator("cfg_scale")
+    @classmethod
+    def _cfg_decimals(cls, value: float | None) -> float | None:
+        if value is None:
+            return None
+        exponent = Decimal(str(value)).as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -2:
+            raise ValueError("cfg_scale may have at most 2 decimals")
+        return value
+
+    @field_validator("post_processing")
+    @classmethod
+    def _one_upscaler(cls, value: list[str] | None) -> list[str] | None:
+        if value and sum(1 for p in value if p in UPSCALERS) > 1:
+            raise ValueError("at most one upscaler in post_processing")
+        return value
+
+
+class CaptionRequest(_Request):
+    """Describe an image (``source_image``, as the grid accepts it) in each of ``forms``."""
+
+    kind: ClassVar[JobKind] = JobKind.CAPTION
+
+    source_image: Annotated[str, Field(min_length=1)]
+    forms: Annotated[list[CaptionForm], Field(min_length=1)]
+
+
+GridRequest = TextRequest | ImageRequest | CaptionRequest
+"""Any request a backend's ``submit`` takes."""
