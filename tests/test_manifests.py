@@ -25,7 +25,7 @@ from mcp import Client
 from aipg_mcp import __version__
 from aipg_mcp.grid.select import API_CHOICES
 from aipg_mcp.server.app import build_server
-from aipg_mcp.server.session_config import FIELDS, config_from_mapping
+from aipg_mcp.server.sessions import FIELDS, config_from_mapping
 from aipg_mcp.settings import MAX_WAIT_SECONDS, TRUST_PROXY_ENV, Settings
 
 ROOT = Path(__file__).resolve().parent.parent

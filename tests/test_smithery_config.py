@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.http import CORS_EXPOSED_HEADERS, build_http_app
-from aipg_mcp.server.session_config import (
+from aipg_mcp.server.sessions import (
     SessionConfig,
     SessionConfigError,
     SessionConfigMiddleware,

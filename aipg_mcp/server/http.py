@@ -6,7 +6,7 @@ to start without one), unless ``AIPG_MCP_TRUST_PROXY=1`` says an authenticating 
 Smithery's gateway) stands in front and is the only way in.
 
 Requests to ``/mcp`` may carry a per-session configuration in their query string (Smithery's
-``?apiKey=...&baseUrl=...`` or base64 ``config``); see :mod:`aipg_mcp.server.session_config`.
+``?apiKey=...&baseUrl=...`` or base64 ``config``); see :mod:`aipg_mcp.server.sessions`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 
 from aipg_mcp import __version__
-from aipg_mcp.server.session_config import MCP_PATH, SessionConfigMiddleware
+from aipg_mcp.server.sessions import MCP_PATH, SessionConfigMiddleware
 from aipg_mcp.settings import TRUST_PROXY_ENV, Settings
 
 if TYPE_CHECKING:
