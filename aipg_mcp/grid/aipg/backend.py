@@ -13,12 +13,25 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from aipg_mcp.grid.aipg.errors import v1_error_from_response
+from aipg_mcp.grid.aipg.errors import (
+    may_still_run,
+    refused_before_work,
+    v1_error_from_response,
+)
+from aipg_mcp.grid.aipg.jobs import LocalJob
+from aipg_mcp.grid.aipg.wire import (
+    DEFAULT_IMAGE_MODEL,
+    FIELD_NAMES,
+    chat_body,
+    image_body,
+    image_result,
+    in_callers_terms,
+    quote_segment,
+)
 from aipg_mcp.grid.base import (
     AccountInfo,
     ActiveModel,
@@ -46,7 +59,6 @@ from aipg_mcp.grid.images import image_data
 from aipg_mcp.grid.jobs import (
     ImageOutput,
     JobKind,
-    JobProgress,
     JobResult,
     JobState,
     Submission,
@@ -68,41 +80,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("aipg_mcp.grid")
 
 DEFAULT_ROOT_URL = "https://api.aipowergrid.io"
-DEFAULT_IMAGE_MODEL = "FLUX.2 [klein]"
-MAX_SEED = 2**53 - 1
 NO_CANCEL_NOTE = (
     "AI Power Grid's /v1 API has no cancel: the request was stopped here, but the grid may "
     "still finish the job and bill it."
 )
-
-
-@dataclass
-class _Job:
-    """A grid request this process is running, and what it has learnt of it."""
-
-    id: str
-    kind: JobKind
-    max_tokens: int | None = None
-    state: JobState = JobState.QUEUED
-    percent: float | None = None
-    tokens: int = 0
-    result: JobResult | None = None
-    refusal: GridError | None = None
-    scope: anyio.CancelScope | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
-
-    def progress(self) -> JobProgress:
-        running = self.state in (JobState.QUEUED, JobState.PROCESSING)
-        return JobProgress(
-            job_id=self.id,
-            kind=self.kind,
-            state=self.state,
-            processing=1 if self.state is JobState.PROCESSING else 0,
-            waiting=1 if self.state is JobState.QUEUED else 0,
-            finished=1 if self.state is JobState.DONE else 0,
-            percent=self.percent,
-            tokens=self.tokens if self.kind is JobKind.TEXT and (self.tokens or running) else None,
-        )
 
 
 class AipgV1Backend:
@@ -125,7 +106,7 @@ class AipgV1Backend:
             errors=v1_error_from_response,
             http_transport=self.options.http_transport,
         )
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, LocalJob] = {}
         self._tasks: TaskGroup | None = None
         self._listener: JobListener | None = None
         self._params: dict[str, dict[str, Any] | None] = {}
@@ -166,7 +147,7 @@ class AipgV1Backend:
 
     # ------------------------------------------------------------------------- submits
 
-    def _start(self, job: _Job, runner: Any, body: dict[str, Any]) -> Submission:
+    def _start(self, job: LocalJob, runner: Any, body: dict[str, Any]) -> Submission:
         if self._tasks is None:
             raise RuntimeError("AipgV1Backend.attach() must be called before submitting")
         if not self._key:
@@ -183,13 +164,15 @@ class AipgV1Backend:
         """Start the request's blocking call in the background and return a local job id."""
         match request:
             case TextRequest():
-                body = _chat_body(request)
-                job = _Job(str(uuid.uuid4()), JobKind.TEXT, max_tokens=body["max_tokens"])
+                body = chat_body(request)
+                job = LocalJob(str(uuid.uuid4()), JobKind.TEXT, max_tokens=body["max_tokens"])
                 return self._start(job, self._run_text, body)
             case ImageRequest():
-                body = _image_body(request, inline=self.options.inline_results)
+                body = image_body(request, inline=self.options.inline_results)
                 await self._check_model_params(body)
-                return self._start(_Job(str(uuid.uuid4()), JobKind.IMAGE), self._run_image, body)
+                return self._start(
+                    LocalJob(str(uuid.uuid4()), JobKind.IMAGE), self._run_image, body
+                )
             case CaptionRequest():
                 raise Unsupported(
                     "captioning (interrogation) is not available on AI Power Grid's /v1 API",
@@ -206,7 +189,7 @@ class AipgV1Backend:
                 "max_tokens": request.max_length,
             }
         else:
-            image = _image_body(request)
+            image = image_body(request)
             body = {
                 "model": image.get("model", DEFAULT_IMAGE_MODEL),
                 "modality": "image",
@@ -227,7 +210,9 @@ class AipgV1Backend:
         model = body.get("model") or DEFAULT_IMAGE_MODEL
         if model not in self._params:
             try:
-                payload = await self.transport.get(self._url(f"models/{_quote(model)}/params"))
+                payload = await self.transport.get(
+                    self._url(f"models/{quote_segment(model)}/params")
+                )
             except GridError:
                 payload = None
             self._params[model] = payload if isinstance(payload, dict) else None
@@ -248,7 +233,7 @@ class AipgV1Backend:
             if (isinstance(low, int | float) and value < low) or (
                 isinstance(high, int | float) and value > high
             ):
-                problems[_FIELD_NAMES.get(name, name)] = (
+                problems[FIELD_NAMES.get(name, name)] = (
                     f"{model} accepts {low}..{high}, got {value}"
                 )
         if problems:
@@ -256,7 +241,7 @@ class AipgV1Backend:
 
     # ------------------------------------------------------------------- background
 
-    async def _run(self, job: _Job, runner: Any, body: dict[str, Any]) -> None:
+    async def _run(self, job: LocalJob, runner: Any, body: dict[str, Any]) -> None:
         """Run one grid request to its end, whoever is waiting, and report the result."""
         with anyio.CancelScope() as scope:
             job.scope = scope
@@ -265,11 +250,11 @@ class AipgV1Backend:
                 job.state = job.result.progress.state
             except GridError as exc:
                 job.state = JobState.FAULTED
-                job.refusal = _in_callers_terms(exc) if refused_before_work(exc) else None
+                job.refusal = in_callers_terms(exc) if refused_before_work(exc) else None
                 job.result = JobResult(
                     progress=job.progress(),
                     error=exc.describe(),
-                    outcome_unknown=_may_still_run(exc),
+                    outcome_unknown=may_still_run(exc),
                     refused=job.refusal is not None,
                 )
                 log.info("%s job %s failed: %s", job.kind, job.id, exc)
@@ -292,7 +277,7 @@ class AipgV1Backend:
                 except Exception:
                     log.exception("saving the result of %s job %s failed", job.kind, job.id)
 
-    async def _run_image(self, job: _Job, body: dict[str, Any]) -> JobResult:
+    async def _run_image(self, job: LocalJob, body: dict[str, Any]) -> JobResult:
         token = body["progress_token"]
         payload: Any = None
         failure: GridError | None = None
@@ -310,9 +295,9 @@ class AipgV1Backend:
                 watchers.cancel_scope.cancel()
         if failure is not None:
             raise failure
-        return _image_result(job, payload)
+        return image_result(job, payload)
 
-    async def _watch_progress(self, job: _Job, token: str) -> None:
+    async def _watch_progress(self, job: LocalJob, token: str) -> None:
         while True:
             try:
                 answer = await self.transport.get(self._url(f"progress/{token}"))
@@ -324,7 +309,7 @@ class AipgV1Backend:
                 job.state = JobState.PROCESSING
             await anyio.sleep(self.options.progress_poll_seconds)
 
-    async def _run_text(self, job: _Job, body: dict[str, Any]) -> JobResult:
+    async def _run_text(self, job: LocalJob, body: dict[str, Any]) -> JobResult:
         parts: list[str] = []
         final: dict[str, Any] = {}
         ended = False
@@ -382,7 +367,7 @@ class AipgV1Backend:
 
     # -------------------------------------------------------------------- job status
 
-    def _job(self, job_id: str) -> _Job:
+    def _job(self, job_id: str) -> LocalJob:
         job = self._jobs.get(job_id)
         if job is None:
             raise JobInterrupted(
@@ -540,163 +525,3 @@ class AipgV1Backend:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
-
-
-# The grid's body fields under the names callers give them.
-_FIELD_NAMES = {
-    "size": "width/height",
-    "max_tokens": "max_length",
-    "image": "source_image",
-    "strength": "denoising_strength",
-    "stop": "stop_sequence",
-    "repetition_penalty": "rep_pen",
-    "messages": "prompt",
-}
-
-
-def _may_still_run(exc: GridError) -> bool:
-    """True when the grid may still finish (and bill) a request whose answer failed here: the
-    answer was lost, the grid stopped waiting (504), or it failed unexpectedly (500) after work
-    may have started."""
-    return isinstance(exc, SubmitOutcomeUnknown | GenerationTimeout) or exc.status == 500
-
-
-def _in_callers_terms(exc: GridError) -> GridError:
-    """A validation refusal with its fields named as the caller named them."""
-    if isinstance(exc, ValidationFailed) and exc.fields:
-        fields = {_FIELD_NAMES.get(name, name): why for name, why in exc.fields.items()}
-        return ValidationFailed(exc.message, fields=fields, status=exc.status)
-    return exc
-
-
-# Answers to a generation request that come before any work: nothing ran, nothing was billed.
-_REFUSAL_STATUSES = frozenset({400, 401, 402, 403, 404, 409, 410, 413, 422, 429, 503})
-
-
-def refused_before_work(exc: GridError) -> bool:
-    """True when the grid answered a generation request with a refusal, not a failed job.
-
-    ``/v1`` checks the key, the credit, the model and the knobs, and whether any worker is
-    online, before it queues anything (and refunds a hold it could not dispatch); 502 (a worker
-    failed), 504 (it stopped waiting) and 500 (unknown) come after work may have started.
-    """
-    return exc.status in _REFUSAL_STATUSES and not isinstance(exc, SubmitOutcomeUnknown)
-
-
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
-
-
-def _chat_body(request: TextRequest) -> dict[str, Any]:
-    if request.n != 1:
-        raise ValidationFailed(
-            "AI Power Grid's /v1 API returns one completion per call",
-            fields={"n": "must be 1 on this grid; call again for more completions"},
-        )
-    body: dict[str, Any] = {
-        "model": request.models[0] if request.models else "auto",
-        "messages": [{"role": "user", "content": request.prompt}],
-        # Always cap the output: the grid's default is 32768 tokens, reserved up front.
-        "max_tokens": request.max_length,
-        "stream": True,
-    }
-    for name, value in (
-        ("temperature", request.temperature),
-        ("top_p", request.top_p),
-        ("top_k", request.top_k),
-        ("repetition_penalty", request.rep_pen),
-    ):
-        if value is not None:
-            body[name] = value
-    if request.temperature is not None and request.temperature > 2:
-        raise ValidationFailed(
-            "temperature too high", fields={"temperature": "at most 2 on this grid"}
-        )
-    if request.stop_sequence:
-        body["stop"] = request.stop_sequence
-    return body
-
-
-def _image_body(request: ImageRequest, *, inline: bool = False) -> dict[str, Any]:
-    problems: dict[str, str] = {}
-    for side in ("width", "height"):
-        value = getattr(request, side)
-        if not 256 <= value <= 1536:
-            problems[side] = f"must be between 256 and 1536 on this grid, got {value}"
-    if request.n > 4:
-        problems["n"] = "at most 4 images per call on this grid"
-    if request.source_image and request.n > 1:
-        problems["n"] = "must be 1 with a source image on this grid"
-    if request.source_image and request.source_image.startswith(("http://", "https://")):
-        problems["source_image"] = "this grid does not fetch URLs; pass a local file or base64"
-    if request.post_processing:
-        problems["post_processing"] = "not available on this grid"
-    seed: int | None = None
-    if request.seed is not None:
-        if not request.seed.isdigit() or int(request.seed) > MAX_SEED:
-            problems["seed"] = f"must be a whole number between 0 and {MAX_SEED} on this grid"
-        else:
-            seed = int(request.seed)
-    if request.steps is not None and not 1 <= request.steps <= 80:
-        problems["steps"] = "must be between 1 and 80 on this grid"
-    if request.cfg_scale is not None and not 0 <= request.cfg_scale <= 30:
-        problems["cfg_scale"] = "must be between 0 and 30 on this grid"
-    if problems:
-        raise ValidationFailed(
-            "the request does not fit AI Power Grid's /v1 limits", fields=problems
-        )
-
-    body: dict[str, Any] = {
-        "prompt": request.prompt.strip(),
-        "n": request.n,
-        "size": f"{request.width}x{request.height}",
-        "response_format": "b64_json" if inline else "url",
-        "output_format": "webp",
-        "progress_token": uuid.uuid4().hex,
-    }
-    if request.models:
-        body["model"] = request.models[0]
-    if request.negative_prompt and request.negative_prompt.strip():
-        body["negative_prompt"] = request.negative_prompt.strip()
-    if seed is not None:
-        body["seed"] = seed
-    # Recipes bake their own steps and guidance; send them only when asked for.
-    if request.steps is not None:
-        body["steps"] = request.steps
-    if request.cfg_scale is not None:
-        body["cfg_scale"] = request.cfg_scale
-    if request.source_image:
-        body["image"] = request.source_image
-        if request.denoising_strength is not None:
-            body["strength"] = request.denoising_strength
-    if request.loras:
-        body["loras"] = [lora.described() for lora in request.loras]
-    return body
-
-
-def _image_result(job: _Job, payload: Any) -> JobResult:
-    if not isinstance(payload, dict):
-        raise WorkerFailed("the grid's answer holds no images")
-    grid = payload.get("grid") or {}
-    grid_job = str(grid.get("job_id") or job.id)
-    images = []
-    for index, item in enumerate(payload.get("data") or []):
-        if not isinstance(item, dict):
-            continue
-        images.append(
-            ImageOutput(
-                id=f"{grid_job}-{index}",
-                seed="" if item.get("seed") is None else str(item["seed"]),
-                model=grid.get("model"),
-                worker_name=grid.get("worker"),
-                url=item.get("url"),
-                base64=item.get("b64_json"),
-            )
-        )
-    if not images:
-        raise WorkerFailed("the grid's answer holds no images")
-    job.state = JobState.DONE
-    job.percent = 100.0
-    return JobResult(progress=job.progress(), images=images, grid_job_id=grid_job)

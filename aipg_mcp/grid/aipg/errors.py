@@ -18,6 +18,7 @@ from aipg_mcp.grid.errors import (
     RateLimited,
     RouteNotFound,
     ServerError,
+    SubmitOutcomeUnknown,
     UnexpectedResponse,
     ValidationFailed,
     WorkerFailed,
@@ -120,3 +121,24 @@ def v1_error_from_response(
     if status >= 500:
         return ServerError(f"grid error HTTP {status}: {message}", **kw)
     return GridError(f"HTTP {status}: {message}", **kw)
+
+
+# Answers to a generation request that come before any work: nothing ran, nothing was billed.
+_REFUSAL_STATUSES = frozenset({400, 401, 402, 403, 404, 409, 410, 413, 422, 429, 503})
+
+
+def refused_before_work(exc: GridError) -> bool:
+    """True when the grid answered a generation request with a refusal, not a failed job.
+
+    ``/v1`` checks the key, the credit, the model and the knobs, and whether any worker is
+    online, before it queues anything (and refunds a hold it could not dispatch); 502 (a worker
+    failed), 504 (it stopped waiting) and 500 (unknown) come after work may have started.
+    """
+    return exc.status in _REFUSAL_STATUSES and not isinstance(exc, SubmitOutcomeUnknown)
+
+
+def may_still_run(exc: GridError) -> bool:
+    """True when the grid may still finish (and bill) a request whose answer failed here: the
+    answer was lost, the grid stopped waiting (504), or it failed unexpectedly (500) after work
+    may have started."""
+    return isinstance(exc, SubmitOutcomeUnknown | GenerationTimeout) or exc.status == 500
