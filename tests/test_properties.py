@@ -50,14 +50,14 @@ from mcp.types import TextContent, Tool
 from PIL import Image
 from pydantic import BaseModel, SecretStr
 
+from aipg_mcp.config import Settings
 from aipg_mcp.grid.base import PollPolicy
 from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.app import build_server, default_selector
 from aipg_mcp.server.refusals import HEADER as REFUSAL
 from aipg_mcp.server.reports import JobReport
-from aipg_mcp.server.tools import Account, CostEstimate, ModelList
-from aipg_mcp.settings import Settings
+from aipg_mcp.server.tools.lookups import Account, CostEstimate, ModelList
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 from aipg_mcp.testing import images as fake_images
 from tests.conftest import API_KEY
