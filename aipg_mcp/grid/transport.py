@@ -15,9 +15,9 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -101,6 +101,63 @@ class Timeouts:
     connect: float = 10.0
     read: float = 30.0
     submit_read: float = 60.0
+
+
+RetryRule = Callable[[GridError, int, RetryPolicy], "float | None"]
+"""Given a failed try's error, its number and the policy: seconds to wait before the next try, or
+None when the call must not be sent again."""
+
+
+def safe_to_repeat(error: GridError, attempt: int, policy: RetryPolicy) -> float | None:
+    """Reads and cancels: again after a failed connection, a 429 (not TooManyPrompts) or a 502,
+    503 or 504, waiting at least as long as ``Retry-After`` asks."""
+    if isinstance(error, TransportError):
+        return policy.backoff(attempt)
+    if error.status not in RETRYABLE_STATUS or error.rc == "TooManyPrompts":
+        return None
+    retry_after = error.retry_after if isinstance(error, RateLimited) else None
+    return max(retry_after or 0.0, policy.backoff(attempt))
+
+
+def not_taken(error: GridError, attempt: int, policy: RetryPolicy) -> float | None:
+    """Submits: again only when the grid provably did not take the request, a connection that
+    failed before it was sent (a :class:`TransportError`; one that broke after sending raises
+    :class:`SubmitOutcomeUnknown` instead) or a 429 that names no reason. Anything else may
+    have queued the job."""
+    if isinstance(error, TransportError):
+        return policy.backoff(attempt)
+    if isinstance(error, RateLimited) and error.rc is None:
+        return max(error.retry_after or 0.0, policy.backoff(attempt))
+    return None
+
+
+@dataclass
+class Attempts:
+    """The tries of one call: iterate for the next try; a failed try calls :meth:`failed`, which
+    waits as the rule says or raises the error when the rule or the policy says stop."""
+
+    what: str
+    policy: RetryPolicy
+    on: RetryRule
+    number: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def __iter__(self) -> Iterator[Attempts]:
+        while True:
+            self.number += 1
+            yield self
+
+    async def failed(self, error: GridError) -> None:
+        delay = self.on(error, self.number, self.policy)
+        elapsed = time.monotonic() - self.started
+        if (
+            delay is None
+            or self.number >= self.policy.attempts
+            or elapsed + delay > self.policy.total_seconds
+        ):
+            raise error
+        log.info("%s failed (%s); trying again in %.1f s", self.what, error, delay)
+        await anyio.sleep(delay)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -243,15 +300,11 @@ class GridTransport:
         import httpx
 
         read = self.timeouts.submit_read if read_timeout is None else read_timeout
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
+        for attempt in Attempts(f"POST {_path(url)}", self.retry, on=not_taken):
             try:
                 response = await self._post(url, body, read=read, blocking=read_timeout is not None)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                error: GridError = TransportError(_describe_transport(url, exc))
-                await self._before_resend("submit", error, attempt, started, sent=False)
+                await attempt.failed(TransportError(_describe_transport(url, exc)))
             except httpx.TransportError as exc:
                 raise SubmitOutcomeUnknown(
                     f"the submit to {_host(url)} failed after it was sent ({type(exc).__name__}); "
@@ -262,25 +315,8 @@ class GridTransport:
                     return response.status_code, self._redacted(
                         response, _decode_submit(url, response)
                     )
-                error = self._error_for(response, job_route=False)
-                await self._before_resend("submit", error, attempt, started, sent=True)
-
-    async def _before_resend(
-        self, what: str, error: GridError, attempt: int, started: float, *, sent: bool
-    ) -> None:
-        """Wait before sending a POST again that the grid provably did not take: one whose
-        connection failed before it was sent, or one refused with a 429 that names no reason.
-        Anything else, or a spent retry budget, raises ``error``: the grid may hold the job."""
-        if not sent:
-            delay = self.retry.backoff(attempt)
-        elif isinstance(error, RateLimited) and error.rc is None:
-            delay = max(error.retry_after or 0.0, self.retry.backoff(attempt))
-        else:
-            raise error
-        if not _may_retry(self.retry, attempt, started, delay):
-            raise error
-        log.info("%s refused without queueing (%s); retrying in %.1f s", what, error, delay)
-        await anyio.sleep(delay)
+                await attempt.failed(self._error_for(response, job_route=False))
+        raise AssertionError("unreachable: attempts end by returning or raising")
 
     async def _post(
         self, url: str, body: Mapping[str, Any], *, read: float, blocking: bool
@@ -303,31 +339,19 @@ class GridTransport:
     ) -> Any:
         import httpx
 
-        policy = self.retry
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
+        for attempt in Attempts(f"{method} {_path(url)}", self.retry, on=safe_to_repeat):
             try:
                 async with self._lane(Lane.SHORT) as client:
                     response = await client.request(
                         method, url, params=params, headers=self._headers(with_key=with_key)
                     )
             except httpx.TransportError as exc:
-                error: GridError = TransportError(_describe_transport(url, exc))
-                delay = policy.backoff(attempt)
+                await attempt.failed(TransportError(_describe_transport(url, exc)))
             else:
                 if response.is_success:
                     return self._redacted(response, _decode_json(response))
-                error = self._error_for(response, job_route=job_route)
-                if response.status_code not in RETRYABLE_STATUS or error.rc == "TooManyPrompts":
-                    raise error
-                retry_after = error.retry_after if isinstance(error, RateLimited) else None
-                delay = max(retry_after or 0.0, policy.backoff(attempt))
-            if not _may_retry(policy, attempt, started, delay):
-                raise error
-            log.info("%s %s failed (%s); retrying in %.1f s", method, _path(url), error, delay)
-            await anyio.sleep(delay)
+                await attempt.failed(self._error_for(response, job_route=job_route))
+        raise AssertionError("unreachable: attempts end by returning or raising")
 
     @asynccontextmanager
     async def stream_post(
@@ -342,12 +366,9 @@ class GridTransport:
         """
         import httpx
 
-        started = time.monotonic()
-        attempt = 0
         timeout = httpx.Timeout(read_timeout, connect=self.timeouts.connect)
         try:
-            while True:
-                attempt += 1
+            for attempt in Attempts(f"POST {_path(url)}", self.retry, on=not_taken):
                 try:
                     async with (
                         self._lane(Lane.LONG) as client,
@@ -365,10 +386,9 @@ class GridTransport:
                         await response.aread()
                         error: GridError = self._error_for(response, job_route=False)
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                    error = TransportError(_describe_transport(url, exc))
-                    await self._before_resend("stream", error, attempt, started, sent=False)
+                    await attempt.failed(TransportError(_describe_transport(url, exc)))
                 else:
-                    await self._before_resend("stream", error, attempt, started, sent=True)
+                    await attempt.failed(error)
         except httpx.TransportError as exc:
             raise SubmitOutcomeUnknown(
                 f"the stream from {_host(url)} broke ({type(exc).__name__}); the grid may still "
@@ -459,11 +479,6 @@ def _tls_context() -> ssl.SSLContext:
     import httpx
 
     return httpx.create_ssl_context()
-
-
-def _may_retry(policy: RetryPolicy, attempt: int, started: float, delay: float) -> bool:
-    elapsed = time.monotonic() - started
-    return attempt < policy.attempts and elapsed + delay <= policy.total_seconds
 
 
 def _decode_json(response: httpx.Response) -> Any:
