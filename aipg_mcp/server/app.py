@@ -13,10 +13,10 @@ from mcp.server.mcpserver import MCPServer
 from aipg_mcp import PROJECT_URL, __version__
 from aipg_mcp.grid.jobs import JobResult
 from aipg_mcp.grid.select import BackendSelector
-from aipg_mcp.server.jobs import JobRunner
 from aipg_mcp.server.ledger import Ledger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
+from aipg_mcp.server.runner import JobRunner
 from aipg_mcp.server.state import AppState
 from aipg_mcp.server.surface import GridServer
 from aipg_mcp.server.tools import register_tools

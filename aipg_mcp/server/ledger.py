@@ -26,6 +26,8 @@ from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState, Submis
 if TYPE_CHECKING:
     import sqlite3
 
+    from aipg_mcp.grid.requests import GridRequest
+
 SCHEMA_VERSION = 2
 
 # Every query names the columns in this order; _to_row and _from_row follow it.
@@ -123,6 +125,17 @@ def fingerprint(kind: JobKind, grid: str, params: Mapping[str, Any], identity: s
         {"kind": str(kind), "grid": grid.rstrip("/"), "params": params, "identity": identity}
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def stored_params(request: GridRequest) -> dict[str, Any]:
+    """The request as the ledger keeps it: source images replaced by a digest, never inlined."""
+    params = request.described()
+    for key in ("source_image", "source_mask"):
+        value = params.get(key)
+        if isinstance(value, str) and not value.startswith(("http://", "https://")):
+            digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+            params[key] = f"<image sha256:{digest}, {len(value)} base64 chars>"
+    return params
 
 
 class Ledger:

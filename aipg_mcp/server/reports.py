@@ -1,14 +1,22 @@
-"""What the job tools return: one report shape for every job, in structure and in words."""
+"""What the job tools return: one report shape for every job, in structure and in words.
+
+:func:`job_report` builds the report of a job from the ledger's record and the grid's answer,
+saying what happened and what to call next; :func:`summary` puts it in text beside the
+structured result. Progress notifications and cancel answers are worded here as well.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from typing import Any
 
 from pydantic import BaseModel, Field, field_serializer
 
-from aipg_mcp.grid.jobs import JobKind, JobState
+from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState
+from aipg_mcp.server.ledger import JobRecord
+from aipg_mcp.server.media import image_size, image_uri
 
 
 class TextItem(BaseModel):
@@ -150,3 +158,175 @@ def _tags(items: list[Any]) -> str:
     names = [str(item.get("text")) if isinstance(item, dict) else str(item) for item in items]
     more = len(names) - _TAGS_SHOWN
     return ", ".join(names[:_TAGS_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def job_report(
+    record: JobRecord,
+    result: JobResult | None,
+    *,
+    errors: dict[str, str] | None = None,
+    sizes: dict[str, bytes] | None = None,
+) -> JobReport:
+    """The report of a job, from the ledger's record and the grid's answer when there is one.
+
+    ``errors`` holds what went wrong per image id; ``sizes`` the bytes of the images at hand,
+    read for their width and height.
+    """
+    errors = errors or {}
+    sizes = sizes or {}
+    progress = (result.progress if result else None) or record.progress
+    report = JobReport(
+        job_id=record.job_id,
+        kind=record.kind,
+        state=record.state,
+        grid=record.grid,
+        queue_position=progress.queue_position if progress else None,
+        eta_seconds=progress.wait_time if progress else None,
+        finished=progress.finished if progress else 0,
+        waiting=progress.waiting if progress else 0,
+        processing=progress.processing if progress else 0,
+        kudos=progress.kudos if progress else None,
+    )
+    if result is not None:
+        report.texts = [
+            TextItem(
+                text=t.text,
+                model=t.model,
+                worker=t.worker_name,
+                seed=t.seed,
+                censored=t.censored,
+            )
+            for t in result.texts
+        ]
+        report.captions = [
+            CaptionItem(form=c.form, state=c.state, result=c.result) for c in result.captions
+        ]
+        for image in result.images:
+            width = height = None
+            if image.id in sizes:
+                with contextlib.suppress(ValueError):
+                    width, height = image_size(sizes[image.id])
+            path = record.files.get(image.id)
+            report.images.append(
+                ImageItem(
+                    id=image.id,
+                    seed=image.seed,
+                    model=image.model,
+                    worker=image.worker_name,
+                    censored=image.censored,
+                    faulted=image.id in errors,
+                    error=errors.get(image.id),
+                    width=width,
+                    height=height,
+                    path=path,
+                    resource_uri=image_uri(record.job_id, image.id) if path else None,
+                )
+            )
+    report.message, report.next_step = _explain(record, report)
+    return report
+
+
+def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
+    job = record.job_id
+    match record.state:
+        case JobState.QUEUED | JobState.PROCESSING:
+            restarted = record.progress.restarted if record.progress else 0
+            return (
+                (
+                    "Still running on the grid: a worker failed, so the grid is retrying it "
+                    f"({restarted} failed so far); nothing is lost by returning now."
+                    if restarted
+                    else "Still running on the grid; nothing is lost by returning now."
+                ),
+                f'get_status(job_id="{job}", wait_seconds=40) to wait again, or '
+                f'cancel_job(job_id="{job}") to stop it.',
+            )
+        case JobState.DONE:
+            if record.result is None:
+                # The grid said it finished, but fetching what it produced failed.
+                return (
+                    "Finished on the grid, but its results could not be fetched yet; nothing is "
+                    "lost and nothing is billed again.",
+                    f'get_status(job_id="{job}") fetches them.',
+                )
+            failed = sum(1 for i in report.images if i.faulted)
+            if failed:
+                return (
+                    f"Done, but {failed} image(s) could not be fetched or saved.",
+                    f'get_status(job_id="{job}") retries the download with fresh URLs.',
+                )
+            return ("Done.", None)
+        case JobState.FAULTED if record.result is not None and record.result.outcome_unknown:
+            return (
+                record.error or "The grid's answer was lost; it may still finish the job.",
+                "Check before submitting again: the grid may still finish and bill this job. An "
+                "identical call will not resend it for a few minutes; pass new_job=true to "
+                "submit it again anyway.",
+            )
+        case JobState.FAULTED:
+            restarted = record.progress.restarted if record.progress else 0
+            return (
+                record.error
+                or (
+                    f"Faulted by the grid's workers: they failed this job {restarted} time(s), "
+                    "so the grid gave up on it."
+                    if restarted
+                    else "The grid's workers failed this job, so the grid gave up on it."
+                ),
+                "Submit again, perhaps with another model (list_models shows what is served).",
+            )
+        case JobState.CANCELLED:
+            if record.note is None and record.error is None:
+                # This server never asked: someone else cancelled it on the grid.
+                return (
+                    "Cancelled on the grid, not by this server (by another client using the same "
+                    "API key, or by the grid's operators); work not yet done is not charged.",
+                    "Submit a new job if you still need it.",
+                )
+            return (f"Cancelled. {record.error or ''}".strip(), None)
+        case JobState.EXPIRED:
+            return (
+                "The grid no longer knows this job (it expired or was never there)"
+                + (
+                    "; the results saved earlier are included."
+                    if report.images or report.texts
+                    else "."
+                ),
+                "Submit a new job if you still need it.",
+            )
+        case JobState.INTERRUPTED:
+            return (
+                record.error or "The server restarted while this job ran and lost its answer.",
+                "Submit a new job if you still need it.",
+            )
+    return ("", None)
+
+
+def cancel_message(answer: JobResult, *, grid_cancels: bool) -> str:
+    """What cancel_job says of a job it cancelled: on a grid that cancels jobs, what finished
+    and what may still be charged; on one that does not, that the server stopped waiting."""
+    finished = len(answer.images) + len(answer.texts) + len(answer.captions)
+    if not grid_cancels:
+        return f"Stopped waiting. {answer.error or ''}".strip()
+    running = answer.progress.processing
+    return f"Cancelled on the grid. {finished} finished result(s) are included." + (
+        f" {running} job(s) were already on a worker; they may still finish and be charged."
+        if running
+        else ""
+    )
+
+
+def describe_progress(progress: JobProgress) -> str:
+    """One line on a running job, for progress notifications."""
+    parts = [progress.state.value]
+    if progress.queue_position:
+        parts.append(f"queue position {progress.queue_position}")
+    if progress.wait_time:
+        parts.append(f"ETA {progress.wait_time} s")
+    if progress.finished or progress.processing:
+        parts.append(f"{progress.finished} finished, {progress.processing} processing")
+    if progress.restarted and not progress.state.final:
+        parts.append(f"a worker failed, the grid is retrying ({progress.restarted} failed so far)")
+    if not progress.is_possible:
+        parts.append("no worker can serve it right now")
+    return ", ".join(parts)

@@ -31,10 +31,10 @@ from aipg_mcp.grid.requests import (
     ImageRequest,
     TextRequest,
 )
-from aipg_mcp.server.jobs import Delivery, JobRunner, describe_progress
 from aipg_mcp.server.media import MediaError, load_source_image, parse_image_uri
 from aipg_mcp.server.refusals import refusal
-from aipg_mcp.server.reports import summary
+from aipg_mcp.server.reports import describe_progress, summary
+from aipg_mcp.server.runner import Delivery, JobRunner
 from aipg_mcp.server.schemas import Schema, lean_schema
 from aipg_mcp.server.sessions import session_settings
 from aipg_mcp.server.state import AppState

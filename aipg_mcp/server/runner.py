@@ -1,18 +1,17 @@
 """The job lifecycle behind the tools: submit once, wait within a budget, remember, deliver.
 
 Tools call :class:`JobRunner`; it talks to the grid backend, records every job in the ledger,
-saves images and builds previews, and turns all of it into a :class:`JobReport`.
+saves images and builds previews, and hands back a :class:`JobReport` that
+:mod:`aipg_mcp.server.reports` words.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
@@ -29,9 +28,9 @@ from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobProgress, JobResult, Job
 from aipg_mcp.grid.requests import GridRequest, ModelType
 from aipg_mcp.grid.waiting import WaitOutcome, unservable, wait_for_job
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
-from aipg_mcp.server.ledger import JobRecord, fingerprint
-from aipg_mcp.server.media import Preview, check_image, image_size, image_uri, make_previews
-from aipg_mcp.server.reports import CaptionItem, ImageItem, JobReport, TextItem
+from aipg_mcp.server.ledger import JobRecord, fingerprint, stored_params
+from aipg_mcp.server.media import Preview, check_image, make_previews
+from aipg_mcp.server.reports import JobReport, cancel_message, job_report
 from aipg_mcp.server.state import AppState
 
 log = logging.getLogger("aipg_mcp.server")
@@ -45,33 +44,6 @@ class Delivery:
 
     report: JobReport
     previews: list[Preview] = field(default_factory=list)
-
-
-def describe_progress(progress: JobProgress) -> str:
-    """One line on a running job, for progress notifications."""
-    parts = [progress.state.value]
-    if progress.queue_position:
-        parts.append(f"queue position {progress.queue_position}")
-    if progress.wait_time:
-        parts.append(f"ETA {progress.wait_time} s")
-    if progress.finished or progress.processing:
-        parts.append(f"{progress.finished} finished, {progress.processing} processing")
-    if progress.restarted and not progress.state.final:
-        parts.append(f"a worker failed, the grid is retrying ({progress.restarted} failed so far)")
-    if not progress.is_possible:
-        parts.append("no worker can serve it right now")
-    return ", ".join(parts)
-
-
-def stored_params(request: GridRequest) -> dict[str, Any]:
-    """The request as the ledger keeps it: source images replaced by a digest, never inlined."""
-    params = request.described()
-    for key in ("source_image", "source_mask"):
-        value = params.get(key)
-        if isinstance(value, str) and not value.startswith(("http://", "https://")):
-            digest = hashlib.sha256(value.encode()).hexdigest()[:16]
-            params[key] = f"<image sha256:{digest}, {len(value)} base64 chars>"
-    return params
 
 
 class JobRunner:
@@ -199,7 +171,7 @@ class JobRunner:
         if record.state.final and record.result is not None and self._delivered(record):
             return await self._deliver(record, record.result, inline=inline, stale=True)
         if record.state.final and record.result is None and record.state is not JobState.DONE:
-            return Delivery(self._report(record, None))
+            return Delivery(job_report(record, None))
 
         async def aborted(answer: JobResult | None) -> None:
             if answer is None:
@@ -236,7 +208,7 @@ class JobRunner:
         except GridError as exc:
             # The job exists; losing sight of it is no reason to lose its id: hand it back.
             record = ledger.update(record.job_id, error=exc.describe())
-            report = self._report(record, None)
+            report = job_report(record, None)
             report.warnings.append(f"Could not check on the job: {exc.describe()}")
             return Delivery(report)
         return await self._settle(record, outcome, inline=inline)
@@ -246,12 +218,12 @@ class JobRunner:
         error = outcome.error.describe() if outcome.error else None
         if outcome.state in (JobState.EXPIRED, JobState.INTERRUPTED):
             record = ledger.update(record.job_id, state=outcome.state, error=error)
-            return Delivery(self._report(record, record.result))
+            return Delivery(job_report(record, record.result))
         if not outcome.state.final or outcome.result is None:
             record = ledger.update(
                 record.job_id, state=outcome.state, progress=outcome.progress, error=error
             )
-            report = self._report(record, None)
+            report = job_report(record, None)
             await self._explain_unservable(record, report)
             if error:
                 report.warnings.append(f"The last look at the job failed: {error}")
@@ -383,7 +355,7 @@ class JobRunner:
         except JobNotFound as exc:
             lost = JobState.INTERRUPTED if isinstance(exc, JobInterrupted) else JobState.EXPIRED
             record = self.state.ledger.update(record.job_id, state=lost, error=exc.describe())
-            return Delivery(self._report(record, record.result))
+            return Delivery(job_report(record, record.result))
         state = answer.progress.state if answer.progress.state.final else JobState.CANCELLED
         record = self.state.ledger.update(
             record.job_id,
@@ -395,19 +367,10 @@ class JobRunner:
         )
         delivery = await self._deliver(record, answer, inline=inline)
         if state is JobState.CANCELLED:
-            delivery.report.message = self._cancel_message(answer)
+            delivery.report.message = cancel_message(
+                answer, grid_cancels=self.backend.capabilities.cancel
+            )
         return delivery
-
-    def _cancel_message(self, answer: JobResult) -> str:
-        finished = len(answer.images) + len(answer.texts) + len(answer.captions)
-        if not self.backend.capabilities.cancel:
-            return f"Stopped waiting. {answer.error or ''}".strip()
-        running = answer.progress.processing
-        return f"Cancelled on the grid. {finished} finished result(s) are included." + (
-            f" {running} job(s) were already on a worker; they may still finish and be charged."
-            if running
-            else ""
-        )
 
     # ---------------------------------------------------------------------- delivery
 
@@ -477,7 +440,7 @@ class JobRunner:
                 if stored is not None:
                     data[image.id] = stored
 
-        report = self._report(record, result, errors=errors, sizes=data)
+        report = job_report(record, result, errors=errors, sizes=data)
         previews: list[Preview] = []
         if inline and data:
             order = [image.id for image in result.images if image.id in data]
@@ -500,140 +463,3 @@ class JobRunner:
             log.info("could not refresh job %s: %s", record.job_id, exc)
             return result
         return fresh if len(fresh.images) >= len(result.images) else result
-
-    def _report(
-        self,
-        record: JobRecord,
-        result: JobResult | None,
-        *,
-        errors: dict[str, str] | None = None,
-        sizes: dict[str, bytes] | None = None,
-    ) -> JobReport:
-        errors = errors or {}
-        sizes = sizes or {}
-        progress = (result.progress if result else None) or record.progress
-        report = JobReport(
-            job_id=record.job_id,
-            kind=record.kind,
-            state=record.state,
-            grid=record.grid,
-            queue_position=progress.queue_position if progress else None,
-            eta_seconds=progress.wait_time if progress else None,
-            finished=progress.finished if progress else 0,
-            waiting=progress.waiting if progress else 0,
-            processing=progress.processing if progress else 0,
-            kudos=progress.kudos if progress else None,
-        )
-        if result is not None:
-            report.texts = [
-                TextItem(
-                    text=t.text,
-                    model=t.model,
-                    worker=t.worker_name,
-                    seed=t.seed,
-                    censored=t.censored,
-                )
-                for t in result.texts
-            ]
-            report.captions = [
-                CaptionItem(form=c.form, state=c.state, result=c.result) for c in result.captions
-            ]
-            for image in result.images:
-                width = height = None
-                if image.id in sizes:
-                    with contextlib.suppress(ValueError):
-                        width, height = image_size(sizes[image.id])
-                path = record.files.get(image.id)
-                report.images.append(
-                    ImageItem(
-                        id=image.id,
-                        seed=image.seed,
-                        model=image.model,
-                        worker=image.worker_name,
-                        censored=image.censored,
-                        faulted=image.id in errors,
-                        error=errors.get(image.id),
-                        width=width,
-                        height=height,
-                        path=path,
-                        resource_uri=image_uri(record.job_id, image.id) if path else None,
-                    )
-                )
-        report.message, report.next_step = _explain(record, report)
-        return report
-
-
-def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
-    job = record.job_id
-    match record.state:
-        case JobState.QUEUED | JobState.PROCESSING:
-            restarted = record.progress.restarted if record.progress else 0
-            return (
-                (
-                    "Still running on the grid: a worker failed, so the grid is retrying it "
-                    f"({restarted} failed so far); nothing is lost by returning now."
-                    if restarted
-                    else "Still running on the grid; nothing is lost by returning now."
-                ),
-                f'get_status(job_id="{job}", wait_seconds=40) to wait again, or '
-                f'cancel_job(job_id="{job}") to stop it.',
-            )
-        case JobState.DONE:
-            if record.result is None:
-                # The grid said it finished, but fetching what it produced failed.
-                return (
-                    "Finished on the grid, but its results could not be fetched yet; nothing is "
-                    "lost and nothing is billed again.",
-                    f'get_status(job_id="{job}") fetches them.',
-                )
-            failed = sum(1 for i in report.images if i.faulted)
-            if failed:
-                return (
-                    f"Done, but {failed} image(s) could not be fetched or saved.",
-                    f'get_status(job_id="{job}") retries the download with fresh URLs.',
-                )
-            return ("Done.", None)
-        case JobState.FAULTED if record.result is not None and record.result.outcome_unknown:
-            return (
-                record.error or "The grid's answer was lost; it may still finish the job.",
-                "Check before submitting again: the grid may still finish and bill this job. An "
-                "identical call will not resend it for a few minutes; pass new_job=true to "
-                "submit it again anyway.",
-            )
-        case JobState.FAULTED:
-            restarted = record.progress.restarted if record.progress else 0
-            return (
-                record.error
-                or (
-                    f"Faulted by the grid's workers: they failed this job {restarted} time(s), "
-                    "so the grid gave up on it."
-                    if restarted
-                    else "The grid's workers failed this job, so the grid gave up on it."
-                ),
-                "Submit again, perhaps with another model (list_models shows what is served).",
-            )
-        case JobState.CANCELLED:
-            if record.note is None and record.error is None:
-                # This server never asked: someone else cancelled it on the grid.
-                return (
-                    "Cancelled on the grid, not by this server (by another client using the same "
-                    "API key, or by the grid's operators); work not yet done is not charged.",
-                    "Submit a new job if you still need it.",
-                )
-            return (f"Cancelled. {record.error or ''}".strip(), None)
-        case JobState.EXPIRED:
-            return (
-                "The grid no longer knows this job (it expired or was never there)"
-                + (
-                    "; the results saved earlier are included."
-                    if report.images or report.texts
-                    else "."
-                ),
-                "Submit a new job if you still need it.",
-            )
-        case JobState.INTERRUPTED:
-            return (
-                record.error or "The server restarted while this job ran and lost its answer.",
-                "Submit a new job if you still need it.",
-            )
-    return ("", None)
