@@ -55,9 +55,9 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client, StdioServerParameters
 
+from aipg_mcp.config import Settings
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.state import LookupCache
-from aipg_mcp.settings import Settings
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 
 PROTOCOL_VERSION = "2025-11-25"
@@ -256,7 +256,7 @@ def print_cold_starts(ours: list[float], bare: list[float]) -> bool:
 BUILD_OURS = """\
 import time
 from aipg_mcp.server.app import build_server
-from aipg_mcp.settings import Settings
+from aipg_mcp.config import Settings
 started = time.perf_counter()
 build_server(Settings.from_env())
 print(time.perf_counter() - started)

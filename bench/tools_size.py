@@ -29,8 +29,8 @@ from typing import Any
 import anyio
 from mcp import Client
 
+from aipg_mcp.config import Settings
 from aipg_mcp.server.app import build_server
-from aipg_mcp.settings import Settings
 
 # Characters of each part before the definitions were trimmed: eight tools, five of them with
 # the job report's full generated schema, inputs with a title per field and anyOf for null.

@@ -18,8 +18,8 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.types import ImageContent, TextContent
 
+from aipg_mcp.config import Settings
 from aipg_mcp.server.app import build_server
-from aipg_mcp.settings import Settings
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 
 

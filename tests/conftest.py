@@ -16,10 +16,10 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
+from aipg_mcp.config import Settings
 from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.transport import RetryPolicy
-from aipg_mcp.settings import Settings
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 
 API_KEY = "test-key-0123456789"

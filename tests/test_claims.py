@@ -16,8 +16,8 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult
 
+from aipg_mcp.config import Settings
 from aipg_mcp.server.app import build_server
-from aipg_mcp.settings import Settings
 from tests.conftest import Grid
 from tests.test_transports import TOKEN, authed_client, http_process, server_env
 

@@ -23,6 +23,7 @@ import anyio.from_thread
 import httpx
 import pytest
 
+from aipg_mcp.config import SETTINGS, Settings
 from aipg_mcp.face.call import (
     CallRequest,
     ProgressLine,
@@ -33,11 +34,10 @@ from aipg_mcp.face.call import (
     parse_value,
     shape,
 )
-from aipg_mcp.face.cli import main
+from aipg_mcp.face.cli import main, parser
 from aipg_mcp.face.doctor import Status, check_ledger, check_output_dir, redact, v1_key_source
 from aipg_mcp.grid.jobs import JobKind, JobState, Submission
 from aipg_mcp.server.ledger import Ledger
-from aipg_mcp.settings import Settings
 from aipg_mcp.testing.__main__ import DEFAULT_KEY, DEFAULT_USER
 from tests.conftest import API_KEY, Grid, running_grid
 
@@ -436,6 +436,14 @@ def test_help_and_lazy_imports() -> None:
         cwd=ROOT,
     )
     assert "--json-output" in call_help.stdout and "exit codes" in call_help.stdout
+
+
+def test_help_lists_every_setting() -> None:
+    """--help names each setting of the settings table: its variable and its flag."""
+    shown = parser().format_help()
+    for row in SETTINGS:
+        assert row.env is None or row.env in shown, row.env
+        assert row.flag is None or row.flag in shown, row.flag
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:

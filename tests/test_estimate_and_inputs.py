@@ -18,8 +18,8 @@ from mcp import Client
 from PIL import Image
 from pydantic import SecretStr
 
+from aipg_mcp.config import Settings
 from aipg_mcp.server.app import build_server
-from aipg_mcp.settings import Settings
 from tests.conftest import API_KEY, Grid
 from tests.results import report, text_of
 

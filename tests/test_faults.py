@@ -57,6 +57,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 import aipg_mcp.server.state as server_state
+from aipg_mcp.config import Settings, parse_api
 from aipg_mcp.grid.aipg.backend import AipgV1Backend
 from aipg_mcp.grid.base import GridBackend, PollPolicy
 from aipg_mcp.grid.horde.backend import HordeV2Backend
@@ -66,7 +67,6 @@ from aipg_mcp.grid.transport import RetryPolicy, Timeouts
 from aipg_mcp.grid.waiting import MIN_CALL_SECONDS
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.http import build_http_app
-from aipg_mcp.settings import Settings, parse_api
 from aipg_mcp.testing import FakeGrid, FakeJob, serve_fake_grid, serve_media_host
 from aipg_mcp.testing.gateway import RETIRED_MESSAGE
 from aipg_mcp.testing.state import JobState as FakeJobState

@@ -18,8 +18,8 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from aipg_mcp.config import Settings
 from aipg_mcp.server.app import build_server
-from aipg_mcp.settings import Settings
 from tests.conftest import API_KEY, Grid, running_grid
 from tests.results import report, text_of
 

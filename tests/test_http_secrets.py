@@ -29,9 +29,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
+from aipg_mcp.config import Settings
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.http import build_http_app
-from aipg_mcp.settings import Settings
 from tests.conftest import API_KEY, Grid
 from tests.test_transports import http_process, server_env
 

@@ -23,10 +23,10 @@ import yaml
 from mcp import Client
 
 from aipg_mcp import __version__
+from aipg_mcp.config import MAX_WAIT_SECONDS, SETTINGS, TRUST_PROXY_ENV, Settings
 from aipg_mcp.grid.select import API_CHOICES
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.sessions import FIELDS, config_from_mapping
-from aipg_mcp.settings import MAX_WAIT_SECONDS, TRUST_PROXY_ENV, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_JSON = json.loads((ROOT / "server.json").read_text())
@@ -40,7 +40,7 @@ REGISTRY_NAME = "io.github.aipg-mcp/aipg-mcp"
 SMITHERY: dict[str, Any] = yaml.safe_load((ROOT / "smithery.yaml").read_text())
 
 
-# ---------------------------------------------------------------------------- the CLI's help
+# ------------------------------------------------------------------------- the settings table
 
 
 def cli_command() -> list[str]:
@@ -50,18 +50,15 @@ def cli_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "aipg_mcp"]
 
 
-HELP = subprocess.run(
-    [*cli_command(), "--help"], capture_output=True, text=True, timeout=60, check=True
-).stdout
-
-
 def help_environment() -> set[str]:
-    section = HELP.split("\nenvironment", 1)[1]
-    return set(re.findall(r"^\s+(AIPG_[A-Z_]+)", section, flags=re.MULTILINE))
+    """The environment variables the CLI documents: those of the settings table its --help
+    lists (tests/test_cli.py checks that it lists them)."""
+    return {row.env for row in SETTINGS if row.env}
 
 
 def help_flags() -> set[str]:
-    return set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", HELP.split("\nenvironment", 1)[0]))
+    """The settings flags the CLI takes, from the same table."""
+    return {row.flag for row in SETTINGS if row.flag}
 
 
 def dockerfile_env() -> set[str]:

@@ -15,10 +15,10 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
+from aipg_mcp.config import Settings
 from aipg_mcp.grid.jobs import JobKind, JobState
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.reports import CaptionItem, JobReport, summary
-from aipg_mcp.settings import Settings
 from tests.conftest import Grid
 from tests.results import report, text_of
 

@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from aipg_mcp import __version__
+from aipg_mcp.config import SETTINGS, Settings
 from aipg_mcp.face.cli import parser
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.http import build_http_app
-from aipg_mcp.settings import Settings
 from aipg_mcp.testing.__main__ import DEFAULT_KEY
 from aipg_mcp.testing.__main__ import _parser as fake_grid_parser
 from tests.test_real_clients import INSPECTOR_ENGINES, MIN_NODE_MAJOR
@@ -206,6 +206,17 @@ def test_every_aipg_mcp_command_line_parses() -> None:
         except SystemExit:
             pytest.fail(f"the CLI refuses the README's command {shlex.join(argv)!r}")
     assert {"demo", "fake-grid", "doctor", "call", "--transport"} <= seen
+
+
+def test_settings_table_names_every_setting() -> None:
+    """The README's settings table names the variables and flags of the settings table the
+    CLI reads, and no others."""
+    section = README.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    cells = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| ")]
+    variables = {name for env, _ in cells for name in re.findall(r"`(AIPG_[A-Z_]+)`", env)}
+    flags = {name for _, flag in cells for name in re.findall(r"`(--[a-z-]+)`", flag)}
+    assert variables == {row.env for row in SETTINGS if row.env}
+    assert flags == {row.flag for row in SETTINGS if row.flag}
 
 
 def test_fake_grid_examples_use_the_url_and_key_it_prints() -> None:

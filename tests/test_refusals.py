@@ -19,8 +19,8 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from aipg_mcp.config import Settings, parse_api
 from aipg_mcp.server.app import build_server
-from aipg_mcp.settings import Settings, parse_api
 from aipg_mcp.testing import FakeGrid
 from tests.conftest import API_KEY, Grid
 from tests.results import text_of

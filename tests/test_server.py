@@ -19,8 +19,8 @@ from mcp.types import CallToolResult, ImageContent
 from PIL import Image
 from pydantic import SecretStr
 
+from aipg_mcp.config import Settings
 from aipg_mcp.server.app import build_server
-from aipg_mcp.settings import Settings
 from tests.conftest import API_KEY, TOOL_NAMES, Grid
 from tests.results import report, text_of
 

@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
 from pydantic import SecretStr
 
+from aipg_mcp.config import Settings, SettingsError
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.http import CORS_EXPOSED_HEADERS, build_http_app
@@ -36,7 +37,6 @@ from aipg_mcp.server.sessions import (
     parse_query,
     session_settings,
 )
-from aipg_mcp.settings import Settings, SettingsError
 from tests.conftest import API_KEY, Grid, running_grid
 
 pytestmark = pytest.mark.anyio

@@ -8,11 +8,11 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
+from aipg_mcp.config import Settings
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.ledger import Ledger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.state import AppState
-from aipg_mcp.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from aipg_mcp.config import Settings
 from aipg_mcp.grid.jobs import JobKind, JobState
-from aipg_mcp.settings import Settings
 
 if TYPE_CHECKING:
     from mcp.types import CallToolResult, Tool

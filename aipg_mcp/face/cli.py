@@ -13,38 +13,11 @@ import logging
 import os
 import socket
 import sys
+import textwrap
 from collections.abc import Sequence
-from pathlib import Path
-
-from pydantic import SecretStr
 
 from aipg_mcp import __version__
-from aipg_mcp.settings import DEFAULT_WAIT_SECONDS, Settings, SettingsError
-
-ENVIRONMENT = """\
-environment (a flag of the same meaning wins):
-  AIPG_API_KEY          API key (unset: anonymous key 0000000000, lowest priority)
-  AIPG_BASE_URL         grid address (default https://api.aipowergrid.io;
-                        AI Horde: https://aihorde.net/api)
-  AIPG_API              auto (default: probe the grid), v1 (AI Power Grid) or v2 (Horde)
-  AIPG_OUTPUT_DIR       where generated images are saved
-  AIPG_DATA_DIR         where the job ledger lives
-  AIPG_INPUT_DIRS       folders whose files may be sent as source images
-                        (separated by the OS path separator)
-  AIPG_WAIT_SECONDS     how long generate calls wait before returning a job handle (default 40)
-  AIPG_TEXT_MODEL       default text model
-  AIPG_IMAGE_MODEL      default image model
-  AIPG_DEDUPE_SECONDS   window in which an identical call returns the earlier job (default 600)
-  AIPG_MCP_AUTH_TOKEN   bearer token for HTTP mode (required beyond loopback)
-  AIPG_MCP_TRUST_PROXY  1: an authenticating proxy in front is the only way in (Smithery);
-                        HTTP beyond loopback then runs without a bearer token
-  AIPG_MCP_ALLOWED_HOSTS  Host names accepted in HTTP mode, comma-separated
-  AIPG_MCP_SESSION_GRIDS  grids an HTTP session's baseUrl may name besides the server's own:
-                        http(s) origins, comma-separated, or * for any (default: the public
-                        AI Power Grid and AI Horde hosts)
-  AIPG_LOG_LEVEL        DEBUG, INFO, WARNING or ERROR (logs go to stderr)
-"""
-
+from aipg_mcp.config import SETTINGS, Setting, Settings, SettingsError, setting
 
 COMMANDS = """\
 commands:
@@ -72,51 +45,50 @@ exit codes: 0 done (or a job handle to check later), 1 the tool returned an erro
 """
 
 
-def port_number(text: str) -> int:
-    """A ``--port`` value: a TCP port number; anything outside 1-65535 is bad usage (exit 2)."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, not {text!r}")
-    return port
+def environment_help() -> str:
+    """The ``--help`` section listing every environment variable of :data:`SETTINGS`."""
+    lines = ["environment (a flag of the same meaning wins):"]
+    for row in SETTINGS:
+        if row.env:
+            text = f"{row.help} ({row.shown_default})" if row.shown_default else row.help
+            name = f"  {row.env:<22}" if len(row.env) < 22 else f"  {row.env}  "
+            lines.append(
+                textwrap.fill(
+                    text,
+                    96,
+                    initial_indent=name,
+                    subsequent_indent=" " * 24,
+                    break_on_hyphens=False,
+                    break_long_words=False,
+                )
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _flag_help(row: Setting) -> str:
+    said = [f"or {row.env}"] if row.env else []
+    if row.shown_default:
+        said.append(row.shown_default)
+    text = f"{row.help} ({'; '.join(said)})" if said else row.help
+    return text.replace("%", "%%")  # argparse formats help with %
 
 
 def _settings_flags(p: argparse.ArgumentParser, *, server: bool, default: object = None) -> None:
-    """The flags that set settings; subcommands repeat them with ``default=SUPPRESS`` so a flag
-    given before the subcommand is not reset by the subcommand's own default."""
-    if server:
+    """The flags that set settings, from :data:`SETTINGS` (those for serving first, and only
+    when ``server``); subcommands repeat them with ``default=SUPPRESS`` so a flag given before
+    the subcommand is not reset by the subcommand's own default."""
+    rows = [row for row in SETTINGS if row.flag and row.serving] if server else []
+    rows += [row for row in SETTINGS if row.flag and not row.serving]
+    for row in rows:
+        assert row.flag is not None
         p.add_argument(
-            "--transport", choices=["stdio", "http"], default=default, help="default: stdio"
+            row.flag,
+            dest=row.field,
+            type=row.flag_type or str,
+            choices=row.choices,
+            default=default,
+            help=_flag_help(row),
         )
-        p.add_argument("--host", default=default, help="HTTP bind address (default 127.0.0.1)")
-        p.add_argument(
-            "--port", type=port_number, default=default, help="HTTP port, 1-65535 (default 8000)"
-        )
-        p.add_argument(
-            "--auth-token", default=default, help="HTTP bearer token (or AIPG_MCP_AUTH_TOKEN)"
-        )
-    p.add_argument("--base-url", default=default, help="grid address (or AIPG_BASE_URL)")
-    p.add_argument(
-        "--api",
-        choices=["auto", "v1", "v2"],
-        default=default,
-        help="API generation (or AIPG_API)",
-    )
-    p.add_argument(
-        "--output-dir", type=Path, default=default, help="image folder (or AIPG_OUTPUT_DIR)"
-    )
-    p.add_argument(
-        "--data-dir", type=Path, default=default, help="ledger folder (or AIPG_DATA_DIR)"
-    )
-    p.add_argument(
-        "--wait-seconds",
-        type=float,
-        default=default,
-        help=f"wait budget of generate calls (or AIPG_WAIT_SECONDS; default {DEFAULT_WAIT_SECONDS:g})",
-    )
-    p.add_argument("--log-level", default=default, help="or AIPG_LOG_LEVEL; default INFO")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -124,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
         prog="aipg-mcp",
         description="MCP server for text and image generation on AI Power Grid and AI "
         "Horde-compatible grids.",
-        epilog=COMMANDS + ENVIRONMENT,
+        epilog=COMMANDS + environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"aipg-mcp {__version__}")
@@ -142,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
         description="Check the configuration the server would run with (same flags and "
         "environment) and print one line per check: settings, grid and API generation, API key, "
         "models with workers, output folder, job ledger. Exit 0 if none failed, else 1.",
-        epilog=ENVIRONMENT,
+        epilog=environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _settings_flags(doctor, server=True, default=argparse.SUPPRESS)
@@ -151,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
         help="run one tool from a shell through the real server (call --list names them)",
         description="Run one of the server's tools once, in-process, as a host would call it. "
         "Prints the text result (and saved image paths) on stdout, progress on stderr.",
-        epilog=CALL_EPILOG + "\n" + ENVIRONMENT,
+        epilog=CALL_EPILOG + "\n" + environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     call.add_argument("tool", nargs="?", metavar="TOOL", help="the tool to call")
@@ -181,26 +153,11 @@ def parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
     """Environment first, then flags."""
     settings = Settings.from_env(env)
-    if args.transport:
-        settings.transport = args.transport
-    if args.host:
-        settings.host = args.host
-    if args.port is not None:
-        settings.port = args.port
-    if args.auth_token:
-        settings.auth_token = SecretStr(args.auth_token)
-    if args.base_url:
-        settings.base_url = args.base_url.rstrip("/")
-    if args.api:
-        settings.api = args.api
-    if args.output_dir:
-        settings.output_dir = args.output_dir.expanduser()
-    if args.data_dir:
-        settings.data_dir = args.data_dir.expanduser()
-    if args.wait_seconds is not None:
-        settings.wait_seconds = args.wait_seconds
-    if args.log_level:
-        settings.log_level = args.log_level.upper()
+    for row in SETTINGS:
+        value = getattr(args, row.field, None)
+        if row.flag is None or value is None or value == "":
+            continue
+        setattr(settings, row.field, value if row.flag_type else row.parse(row.flag, value))
     settings.check()
     return settings
 
@@ -233,9 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"aipg-mcp: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings.log_level)
 
     import anyio
 
@@ -304,12 +259,21 @@ def _keep_full_collections_rare() -> None:
     gc.set_threshold(young, middle, 100)
 
 
-def _quiet_logging(args: argparse.Namespace) -> str:
-    """Logs for the one-shot commands: errors only, unless a log level was asked for."""
-    level = (args.log_level or os.environ.get("AIPG_LOG_LEVEL", "").strip() or "ERROR").upper()
+def setup_logging(level: str) -> None:
+    """Logs to stderr from ``level`` up. httpx logs each request's URL at INFO, presigned
+    download URLs included, so below DEBUG its logger passes warnings only."""
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    if level.upper() != "DEBUG":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _quiet_logging(args: argparse.Namespace) -> str:
+    """Logs for the one-shot commands: errors only, unless a log level was asked for."""
+    asked = args.log_level or os.environ.get(setting("log_level").env or "", "").strip()
+    level = (asked or "ERROR").upper()
+    setup_logging(level)
     return level
 
 

@@ -40,8 +40,8 @@ async def _demo(out: TextIO, root: Path) -> int:
     from mcp import Client
     from mcp.types import ImageContent, TextContent
 
+    from aipg_mcp.config import Settings
     from aipg_mcp.server.app import build_server
-    from aipg_mcp.settings import Settings
     from aipg_mcp.testing import FakeGrid, serve_fake_grid
 
     def text_of(result: Any) -> str:

@@ -18,6 +18,7 @@ from typing import TextIO
 
 import anyio
 
+from aipg_mcp.config import Settings, SettingsError, origin, setting
 from aipg_mcp.grid.aipg.backend import DEFAULT_ROOT_URL
 from aipg_mcp.grid.base import AccountInfo, GridBackend
 from aipg_mcp.grid.errors import (
@@ -29,7 +30,6 @@ from aipg_mcp.grid.errors import (
 )
 from aipg_mcp.grid.requests import ModelType
 from aipg_mcp.grid.select import BackendSelector
-from aipg_mcp.settings import Settings, SettingsError, origin
 
 DASHBOARD_URL = "https://dashboard.aipowergrid.io"
 GRID_TIMEOUT_SECONDS = 45.0
@@ -128,7 +128,7 @@ def _grid_failure(settings: Settings, exc: GridError) -> CheckResult:
         return _fail(
             "grid",
             f"no answer from {url} ({exc}).",
-            "check AIPG_BASE_URL (or --base-url) and the network; AI Power Grid is "
+            f"check {setting('base_url').how_to_set} and the network; AI Power Grid is "
             "https://api.aipowergrid.io, AI Horde https://aihorde.net/api.",
         )
     if isinstance(exc, UnexpectedResponse):
@@ -159,7 +159,7 @@ async def check_grid(
             _fail(
                 "grid",
                 f"{settings.base_url} did not answer within {budget:g} s.",
-                "check AIPG_BASE_URL (or --base-url) and the network.",
+                f"check {setting('base_url').how_to_set} and the network.",
             ),
             None,
         )
@@ -238,7 +238,7 @@ async def check_models(backend: GridBackend, kind: ModelType, default: str | Non
     except GridError as exc:
         return _warn(name, _sentence(f"could not list them: {exc}"), exc.hint)
     served = sorted((m for m in models if m.count > 0), key=lambda m: -m.count)
-    setting = "AIPG_TEXT_MODEL" if kind is ModelType.TEXT else "AIPG_IMAGE_MODEL"
+    variable = setting(f"default_{kind.value}_model").env
     tool = "generate_text" if kind is ModelType.TEXT else "generate_image"
     if not served:
         return _warn(
@@ -249,8 +249,8 @@ async def check_models(backend: GridBackend, kind: ModelType, default: str | Non
     if default and not any(m.name.lower() == default.lower() for m in served):
         return _warn(
             name,
-            f"{setting}={default} has no workers online ({len(served)} other models do).",
-            f"unset {setting} or pick a served model (aipg-mcp call list_models --arg "
+            f"{variable}={default} has no workers online ({len(served)} other models do).",
+            f"unset {variable} or pick a served model (aipg-mcp call list_models --arg "
             f"type={kind.value}).",
         )
     examples = ", ".join(f"{m.name} ({m.count})" for m in served[:3])
@@ -272,7 +272,7 @@ def check_output_dir(path: Path) -> CheckResult:
         return _fail(
             name,
             f"cannot write to {path} ({exc.strerror or exc}).",
-            "set AIPG_OUTPUT_DIR (or --output-dir) to a writable folder.",
+            f"set {setting('output_dir').how_to_set} to a writable folder.",
         )
     return _ok(name, f"{path} is writable.")
 
@@ -304,7 +304,7 @@ def check_ledger(path: Path) -> CheckResult:
         return _fail(
             name,
             f"cannot read {path} ({exc}).",
-            "set AIPG_DATA_DIR (or --data-dir) to a writable folder, or move the file aside.",
+            f"set {setting('data_dir').how_to_set} to a writable folder, or move the file aside.",
         )
     finally:
         ledger.close()

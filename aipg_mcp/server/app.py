@@ -11,6 +11,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from aipg_mcp import PROJECT_URL, __version__
+from aipg_mcp.config import Settings
 from aipg_mcp.grid.jobs import JobResult
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.ledger import Ledger
@@ -20,7 +21,6 @@ from aipg_mcp.server.runner import JobRunner
 from aipg_mcp.server.state import AppState
 from aipg_mcp.server.surface import GridServer
 from aipg_mcp.server.tools import register_tools
-from aipg_mcp.settings import Settings
 
 INSTRUCTIONS = """\
 Generates text and images on AI Power Grid or any AI Horde-compatible grid.

@@ -24,8 +24,8 @@ import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 
 from aipg_mcp import __version__
+from aipg_mcp.config import TRUST_PROXY_ENV, Settings
 from aipg_mcp.server.sessions import MCP_PATH, SessionConfigMiddleware
-from aipg_mcp.settings import TRUST_PROXY_ENV, Settings
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer

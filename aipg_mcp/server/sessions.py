@@ -29,8 +29,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
+from aipg_mcp.config import MAX_WAIT_SECONDS, PUBLIC_GRIDS, SESSION_GRIDS_ENV, Settings
 from aipg_mcp.grid.select import API_CHOICES, ApiChoice, BackendSelector, split_base_url
-from aipg_mcp.settings import MAX_WAIT_SECONDS, PUBLIC_GRIDS, SESSION_GRIDS_ENV, Settings
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup

@@ -10,12 +10,12 @@ from typing import Any, TypeVar
 
 import anyio
 
+from aipg_mcp.config import Settings
 from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.ledger import Ledger, key_identity
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.sessions import SessionSelectors, current_session, grid_target
-from aipg_mcp.settings import Settings
 
 T = TypeVar("T")
 
