@@ -90,27 +90,24 @@ class JobRunner:
                     record, submission = await self._send(request, key)
         if existing is not None:
             log.info("reusing %s job %s for an identical request", kind, existing.job_id)
-            delivery = await self.follow(
-                existing,
-                wait_seconds=wait_seconds,
-                inline=inline,
-                on_progress=on_progress,
-                cancel_on_abort=False,
-            )
+            record = existing
+        else:
+            log.info("submitted %s job %s", kind, submission.job_id)
+        # Only a job this call submitted is cancelled on the grid when the call is.
+        delivery = await self.follow(
+            record,
+            wait_seconds=wait_seconds,
+            inline=inline,
+            on_progress=on_progress,
+            cancel_on_abort=existing is None,
+        )
+        if existing is not None:
             delivery.report.reused = True
             delivery.report.message = (
                 "An identical request was submitted recently, so its job is returned instead "
                 "of paying again (pass new_job=true for a fresh one). " + delivery.report.message
             ).strip()
             return delivery
-        log.info("submitted %s job %s", kind, submission.job_id)
-        delivery = await self.follow(
-            record,
-            wait_seconds=wait_seconds,
-            inline=inline,
-            on_progress=on_progress,
-            cancel_on_abort=True,
-        )
         report = delivery.report
         report.warnings = [*submission.warnings, *report.warnings]
         running = report.state in (JobState.QUEUED, JobState.PROCESSING)
