@@ -277,16 +277,6 @@ def check_output_dir(path: Path) -> CheckResult:
     return _ok(name, f"{path} is writable.")
 
 
-def _job_count(path: Path) -> int:
-    import sqlite3
-
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def check_ledger(path: Path) -> CheckResult:
     """The job ledger opens (created if missing) and can be read; how many jobs it holds."""
     import sqlite3
@@ -297,7 +287,7 @@ def check_ledger(path: Path) -> CheckResult:
     ledger = Ledger(path)
     try:
         newest = ledger.recent(1)
-        count = _job_count(path)
+        count = ledger.count()
     except LedgerError as exc:
         return _fail(name, _sentence(str(exc)))
     except (OSError, sqlite3.Error) as exc:

@@ -270,6 +270,11 @@ class Ledger:
             ).fetchall()
         return [_from_row(row) for row in rows]
 
+    def count(self) -> int:
+        """How many jobs the ledger holds."""
+        with self._transaction(write=False) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+
     def close(self) -> None:
         """Close the file; a later call opens it again."""
         with self._lock:
