@@ -14,10 +14,12 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from aipg_mcp.config import port_number
 from aipg_mcp.testing.fakegrid import FakeGrid, base_url_for, bind_socket, make_config
 from aipg_mcp.testing.state import ANONYMOUS_KEY
 
@@ -40,17 +42,6 @@ On /api/v2 the anonymous key {ANONYMOUS_KEY} works too; /v1 needs a key.
 """
 
 
-def _port(text: str) -> int:
-    """A port number, 0 (any free port) to 65535; anything else is bad usage."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, not {text!r}")
-    return port
-
-
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -64,7 +55,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=_port, default=7001, help="port; 0 picks a free one (default: %(default)s)"
+        "--port",
+        type=partial(port_number, lowest=0),
+        default=7001,
+        help="port; 0 picks a free one (default: %(default)s)",
     )
     parser.add_argument(
         "--api",
