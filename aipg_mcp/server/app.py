@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Literal
@@ -83,9 +82,6 @@ def build_server(
         lifespan=lifespan,
         log_level=_level(settings.log_level),
     )
-    if _level(settings.log_level) != "DEBUG":
-        # httpx logs every request URL at INFO, presigned download URLs included.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     register_tools(mcp)
     register_resources(mcp, holder)
     register_prompts(mcp)
