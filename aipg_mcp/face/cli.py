@@ -92,11 +92,12 @@ def _settings_flags(p: argparse.ArgumentParser, *, server: bool, default: object
 
 
 def parser() -> argparse.ArgumentParser:
+    environment = environment_help()
     p = argparse.ArgumentParser(
         prog="aipg-mcp",
         description="MCP server for text and image generation on AI Power Grid and AI "
         "Horde-compatible grids.",
-        epilog=COMMANDS + environment_help(),
+        epilog=COMMANDS + environment,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"aipg-mcp {__version__}")
@@ -114,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
         description="Check the configuration the server would run with (same flags and "
         "environment) and print one line per check: settings, grid and API generation, API key, "
         "models with workers, output folder, job ledger. Exit 0 if none failed, else 1.",
-        epilog=environment_help(),
+        epilog=environment,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _settings_flags(doctor, server=True, default=argparse.SUPPRESS)
@@ -123,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
         help="run one tool from a shell through the real server (call --list names them)",
         description="Run one of the server's tools once, in-process, as a host would call it. "
         "Prints the text result (and saved image paths) on stdout, progress on stderr.",
-        epilog=CALL_EPILOG + "\n" + environment_help(),
+        epilog=CALL_EPILOG + "\n" + environment,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     call.add_argument("tool", nargs="?", metavar="TOOL", help="the tool to call")
