@@ -1,15 +1,16 @@
-"""Typed requests and responses of the Horde v2 API.
+"""Request bodies and answers of the Horde v2 API, and the translation of neutral requests.
 
-Requests enforce the grid's documented limits locally, so a bad request fails here, naming the
-field, before anything is sent or billed. Responses accept missing and unknown fields: the grid
+The limits every grid shares are checked on the neutral request (:mod:`aipg_mcp.grid.requests`)
+before it gets here; a body checks only what is the Horde API's own (the negative prompt rides in
+the prompt, so the two together must fit). Answers accept missing and unknown fields: the grid
 drops nulls from most answers and adds fields over time.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aipg_mcp.grid import requests
 from aipg_mcp.grid.errors import ValidationFailed
@@ -54,36 +55,22 @@ class _Response(BaseModel):
 class TextParams(_Request):
     """Sampler parameters of a text request (``ModelGenerationInputKobold``)."""
 
-    max_length: Annotated[int, Field(ge=16, le=2048, description="Tokens to generate.")] = 80
-    max_context_length: Annotated[
-        int, Field(ge=80, le=1048576, description="Prompt tokens the model may read.")
-    ] = 2048
-    n: Annotated[int, Field(ge=1, le=20, description="How many generations.")] = 1
-    temperature: Annotated[float | None, Field(ge=0, le=5)] = None
-    top_p: Annotated[float | None, Field(ge=0.001, le=1)] = None
-    top_k: Annotated[int | None, Field(ge=0, le=100)] = None
-    top_a: Annotated[float | None, Field(ge=0, le=1)] = None
-    tfs: Annotated[float | None, Field(ge=0, le=1)] = None
-    typical: Annotated[float | None, Field(ge=0, le=1)] = None
-    min_p: Annotated[float | None, Field(ge=0, le=1)] = None
-    rep_pen: Annotated[float | None, Field(ge=1, le=3)] = None
-    rep_pen_range: Annotated[int | None, Field(ge=0, le=4096)] = None
-    rep_pen_slope: Annotated[float | None, Field(ge=0, le=10)] = None
+    max_length: int = 80
+    max_context_length: int = 2048
+    n: int = 1
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    rep_pen: float | None = None
     stop_sequence: list[str] | None = None
-    singleline: bool | None = None
 
 
 class TextRequest(_Request):
     """``POST /v2/generate/text/async`` body (``GenerationInputKobold``)."""
 
-    prompt: Annotated[str, Field(min_length=1)]
+    prompt: str
     params: TextParams = Field(default_factory=TextParams)
     models: list[str] = Field(default_factory=list)
-    trusted_workers: bool | None = None
-    slow_workers: bool | None = None
-    workers: list[str] | None = None
-    worker_blacklist: bool | None = None
-    allow_downgrade: bool | None = None
     dry_run: bool | None = None
 
 
@@ -91,40 +78,32 @@ class TextRequest(_Request):
 
 
 class ImageParams(_Request):
-    """Parameters of an image request (``ModelGenerationInputStable``)."""
+    """Parameters of an image request (``ModelGenerationInputStable``); unset ones take the
+    Horde API's defaults."""
 
-    width: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 512
-    height: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 512
-    steps: Annotated[int, Field(ge=1, le=500)] = 30
-    n: Annotated[int, Field(ge=1, le=20)] = 1
-    cfg_scale: Annotated[float, Field(ge=0, le=100)] = 7.5
+    width: int = 512
+    height: int = 512
+    steps: int = 30
+    n: int = 1
+    cfg_scale: float = 7.5
     sampler_name: Sampler = "k_euler_a"
     seed: str | None = None
     karras: bool | None = None
-    tiling: bool | None = None
-    hires_fix: bool | None = None
-    clip_skip: Annotated[int | None, Field(ge=1, le=12)] = None
-    denoising_strength: Annotated[float | None, Field(ge=0.01, le=1.0)] = None
-    facefixer_strength: Annotated[float | None, Field(ge=0, le=1)] = None
+    denoising_strength: float | None = None
     post_processing: list[PostProcessor] | None = None
-    loras: Annotated[list[Lora] | None, Field(max_length=5)] = None
+    loras: list[Lora] | None = None
 
 
 class ImageRequest(_Request):
     """``POST /v2/generate/async`` body (``GenerationInputStable``)."""
 
-    prompt: Annotated[str, Field(min_length=1)]
+    prompt: str
     params: ImageParams = Field(default_factory=ImageParams)
     models: list[str] = Field(default_factory=list)
     nsfw: bool | None = None
     censor_nsfw: bool | None = None
-    trusted_workers: bool | None = None
-    slow_workers: bool | None = None
-    workers: list[str] | None = None
-    worker_blacklist: bool | None = None
     source_image: str | None = None
     source_processing: SourceProcessing | None = None
-    source_mask: str | None = None
     r2: bool = True
     allow_downgrade: bool | None = None
     dry_run: bool | None = None
@@ -136,12 +115,6 @@ class ImageRequest(_Request):
         if len(value.split()) > MAX_PROMPT_WORDS:
             raise ValueError(f"prompt and negative_prompt may have {MAX_PROMPT_WORDS} words in all")
         return value
-
-    @model_validator(mode="after")
-    def _mask_needs_source(self) -> ImageRequest:
-        if self.source_mask and not self.source_image:
-            raise ValueError("source_mask needs source_image")
-        return self
 
 
 # -------------------------------------------------------------------------- interrogation
@@ -155,10 +128,8 @@ class InterrogationFormRequest(_Request):
 class InterrogationRequest(_Request):
     """``POST /v2/interrogate/async`` body."""
 
-    source_image: Annotated[str, Field(min_length=1)]
-    forms: Annotated[list[InterrogationFormRequest], Field(min_length=1)]
-    trusted_workers: bool | None = None
-    slow_workers: bool | None = None
+    source_image: str
+    forms: list[InterrogationFormRequest]
 
 
 # ------------------------------------------------------------------------------ responses

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
+from aipg_mcp.config import MAX_WAIT_SECONDS
 from aipg_mcp.grid.errors import GridError
 from aipg_mcp.grid.jobs import JobProgress
 from aipg_mcp.grid.requests import (
@@ -96,7 +97,7 @@ WaitSeconds = Annotated[
     float | None,
     Field(
         ge=0,
-        le=600,
+        le=MAX_WAIT_SECONDS,
         description="Seconds to wait for the result before returning a job handle (default "
         "about 40, under the 60 s hosts allow a call); get_status(job_id) waits again.",
     ),

@@ -7,6 +7,7 @@ from typing import Annotated
 from mcp.types import CallToolResult
 from pydantic import Field
 
+from aipg_mcp.config import MAX_WAIT_SECONDS
 from aipg_mcp.grid.jobs import JobKind
 from aipg_mcp.server.tools.common import (
     AppContext,
@@ -26,7 +27,11 @@ async def get_status(
     ctx: AppContext,
     wait_seconds: Annotated[
         float,
-        Field(ge=0, le=600, description="Wait up to this long for it to finish (0: just look)."),
+        Field(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Wait up to this long for it to finish (0: just look).",
+        ),
     ] = 0,
     kind: KindHint = None,
     inline_previews: InlinePreviews = True,
