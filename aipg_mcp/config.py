@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from aipg_mcp.grid.aipg.backend import DEFAULT_ROOT_URL
+from aipg_mcp.grid.aipg import DEFAULT_ROOT_URL
 from aipg_mcp.grid.select import API_CHOICES, ApiChoice
 
 Transport = Literal["stdio", "http"]

@@ -19,7 +19,7 @@ from typing import TextIO
 import anyio
 
 from aipg_mcp.config import Settings, SettingsError, origin, setting
-from aipg_mcp.grid.aipg.backend import DEFAULT_ROOT_URL
+from aipg_mcp.grid.aipg import DEFAULT_ROOT_URL
 from aipg_mcp.grid.base import AccountInfo, GridBackend
 from aipg_mcp.grid.errors import (
     APIRetired,

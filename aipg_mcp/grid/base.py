@@ -22,7 +22,7 @@ from aipg_mcp.grid.requests import GridRequest, ImageRequest, ModelType, TextReq
 class _Lookup(BaseModel):
     """A lookup's answer: unknown fields ignored, every field defaulted."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 class ActiveModel(_Lookup):
@@ -69,7 +69,7 @@ class Capabilities:
     lookup_unknown_jobs: bool = True
 
 
-class AccountInfo(BaseModel):
+class AccountInfo(_Lookup):
     """Who the API key belongs to and what it may spend, in the backend's own unit."""
 
     username: str
@@ -81,7 +81,7 @@ class AccountInfo(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class Estimate(BaseModel):
+class Estimate(_Lookup):
     """What a request would cost, without running it."""
 
     cost: float | None

@@ -18,6 +18,12 @@ GRID_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 file name (no dots, no slashes)."""
 
 
+class _Model(BaseModel):
+    """Built on first use, not at import: a server start needs none of these."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 class JobKind(StrEnum):
     TEXT = "text"
     IMAGE = "image"
@@ -40,7 +46,7 @@ class JobState(StrEnum):
         return self not in (JobState.QUEUED, JobState.PROCESSING)
 
 
-class Submission(BaseModel):
+class Submission(_Model):
     """What the grid said when it accepted a job."""
 
     job_id: str
@@ -52,7 +58,7 @@ class Submission(BaseModel):
     unservable: bool = False
 
 
-class JobProgress(BaseModel):
+class JobProgress(_Model):
     """One look at a running job: cheap to fetch, polled while waiting."""
 
     job_id: str
@@ -70,7 +76,7 @@ class JobProgress(BaseModel):
     tokens: int | None = None
 
 
-class TextOutput(BaseModel):
+class TextOutput(_Model):
     text: str
     seed: int | None = None
     model: str | None = None
@@ -79,17 +85,17 @@ class TextOutput(BaseModel):
     censored: bool = False
 
 
-class GenerationMetadata(BaseModel):
+class GenerationMetadata(_Model):
     """A note a worker attached to one output (why it was censored, a model it lacked, ...)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     type: str = ""
     value: str = ""
     ref: str | None = None
 
 
-class ImageOutput(BaseModel):
+class ImageOutput(_Model):
     """One generated image as the grid described it; bytes are fetched separately."""
 
     id: str
@@ -103,13 +109,13 @@ class ImageOutput(BaseModel):
     base64: str | None = Field(default=None, repr=False)
 
 
-class CaptionOutput(BaseModel):
+class CaptionOutput(_Model):
     form: str
     state: str
     result: dict[str, Any] | None = None
 
 
-class JobResult(BaseModel):
+class JobResult(_Model):
     """The state of a job, with whatever outputs it has so far.
 
     ``complete`` is False when the answer came from a cheap poll that carries no outputs (image

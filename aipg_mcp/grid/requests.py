@@ -69,7 +69,7 @@ class ModelType(StrEnum):
 class _Request(BaseModel):
     """Requests reject unknown fields, so a typo is an error instead of a silent default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: ClassVar[JobKind]
 
     def described(self) -> dict[str, Any]:

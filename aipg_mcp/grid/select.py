@@ -8,7 +8,6 @@ from typing import Literal
 import anyio
 from anyio.abc import TaskGroup
 
-from aipg_mcp.grid.aipg.backend import AipgV1Backend
 from aipg_mcp.grid.base import GridBackend, JobListener
 from aipg_mcp.grid.errors import (
     APIRetired,
@@ -18,7 +17,6 @@ from aipg_mcp.grid.errors import (
     TransportError,
     UnexpectedResponse,
 )
-from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.options import GridOptions
 
 log = logging.getLogger("aipg_mcp.grid")
@@ -91,6 +89,10 @@ class BackendSelector:
         return self._chosen
 
     async def _select(self) -> GridBackend:
+        # Each backend (and its wire format) is loaded when a grid is first used, not at start.
+        from aipg_mcp.grid.aipg.backend import AipgV1Backend
+        from aipg_mcp.grid.horde.backend import HordeV2Backend
+
         if self.api == "v2":
             return HordeV2Backend(self.v2_url, self._key, self.options)
         if self.api == "v1":

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from aipg_mcp.grid.aipg import DEFAULT_ROOT_URL
 from aipg_mcp.grid.aipg.errors import (
     may_still_run,
     refused_before_work,
@@ -79,7 +80,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aipg_mcp.grid")
 
-DEFAULT_ROOT_URL = "https://api.aipowergrid.io"
 NO_CANCEL_NOTE = (
     "AI Power Grid's /v1 API has no cancel: the request was stopped here, but the grid may "
     "still finish the job and bill it."
