@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobProgress, JobResult, JobState, Submission, TextOutput
+from aipg_mcp.grid.jobs import (
+    ImageOutput,
+    JobKind,
+    JobProgress,
+    JobResult,
+    JobState,
+    Submission,
+    TextOutput,
+)
 from aipg_mcp.server.ledger import (
     SCHEMA_VERSION,
     JobRecord,
