@@ -43,6 +43,23 @@ _SUBMIT_ROUTES = {
 _CANCEL_ROUTES = {"text": "text_cancel", "image": "image_cancel", "caption": "interrogate_cancel"}
 
 
+# The suite runs on several workers (pytest-xdist, see pyproject.toml), each handed tests two at
+# a time in collection order; these modules hold its longest tests.
+_LONGEST = ("test_real_clients.py", "test_properties.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the longest tests first, each paired with a short one, so that no worker gets two
+    long ones at once and none is left running alone at the end."""
+    longest = sorted(
+        (item for item in items if item.path.name in _LONGEST),
+        key=lambda item: _LONGEST.index(item.path.name),
+    )
+    rest = [item for item in items if item.path.name not in _LONGEST]
+    paired = [item for pair in zip(longest, rest, strict=False) for item in pair]
+    items[:] = paired + longest[len(rest) :] + rest[len(longest) :]
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
