@@ -43,21 +43,26 @@ _SUBMIT_ROUTES = {
 _CANCEL_ROUTES = {"text": "text_cancel", "image": "image_cancel", "caption": "interrogate_cancel"}
 
 
-# The suite runs on several workers (pytest-xdist, see pyproject.toml), each handed tests two at
-# a time in collection order; these modules hold its longest tests.
+# The suite runs on several workers (pytest-xdist, see pyproject.toml). The Node.js client tests
+# are the longest and each keeps both cores busy: they run in two groups, one test at a time per
+# group, so that a client's server still starts within the client's connect timeout. They start
+# first, then the property tests, then the rest.
 _LONGEST = ("test_real_clients.py", "test_properties.py")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Start the longest tests first, each paired with a short one, so that no worker gets two
-    long ones at once and none is left running alone at the end."""
-    longest = sorted(
-        (item for item in items if item.path.name in _LONGEST),
-        key=lambda item: _LONGEST.index(item.path.name),
-    )
-    rest = [item for item in items if item.path.name not in _LONGEST]
-    paired = [item for pair in zip(longest, rest, strict=False) for item in pair]
-    items[:] = paired + longest[len(rest) :] + rest[len(longest) :]
+    """Start the longest tests first and put the Node.js client tests in two groups."""
+    for item in items:
+        if item.path.name == _LONGEST[0]:
+            group = "stdio clients" if "stdio" in item.name else "http clients"
+            item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return _LONGEST.index(name) if name in _LONGEST else len(_LONGEST)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture
