@@ -656,3 +656,17 @@ def test_demo_keeps_the_images_whose_paths_it_prints(
     assert out.rstrip().endswith(
         f"The images are kept in {folder / 'images'}; delete {folder} when you are done."
     )
+
+
+@pytest.mark.slow
+def test_the_demo_shows_no_request_urls(tmp_path: Path) -> None:
+    """httpx logs each request's URL at INFO, presigned download URLs included: the demo, which
+    logs at INFO, must not show them."""
+    env = {**clean_env(tmp_path), "TMPDIR": str(tmp_path)}
+    done = subprocess.run(
+        [*CLI, "demo"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout + done.stderr
+    assert "submitted image job" in shown  # the demo's own INFO lines are there
+    assert "HTTP Request" not in shown and "Signature=" not in shown, shown

@@ -178,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from aipg_mcp.face.demo import run_demo
 
+        setup_logging((args.log_level or "INFO").upper())
         return anyio.run(run_demo)
     if args.command == "doctor":
         from aipg_mcp.face.doctor import run_doctor
