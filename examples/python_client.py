@@ -19,6 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.types import ImageContent, TextContent
 
 from aipg_mcp.config import Settings
+from aipg_mcp.face.cli import setup_logging
 from aipg_mcp.server.app import build_server
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 
@@ -67,4 +68,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # As the aipg-mcp command does: warnings only, and never httpx's request URLs.
+    setup_logging("WARNING")
     anyio.run(main)
