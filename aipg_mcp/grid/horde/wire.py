@@ -15,21 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from aipg_mcp.grid import requests
 from aipg_mcp.grid.errors import ValidationFailed
 from aipg_mcp.grid.jobs import GenerationMetadata, JobKind
-from aipg_mcp.grid.requests import MAX_PROMPT_WORDS, GridRequest, Lora, PostProcessor, Sampler
+from aipg_mcp.grid.requests import (
+    MAX_PROMPT_WORDS,
+    CaptionForm,
+    GridRequest,
+    Lora,
+    PostProcessor,
+    Sampler,
+)
 
-InterrogationForm = Literal[
-    "caption",
-    "interrogation",
-    "nsfw",
-    "GFPGAN",
-    "RealESRGAN_x4plus",
-    "RealESRGAN_x2plus",
-    "RealESRGAN_x4plus_anime_6B",
-    "NMKD_Siax",
-    "4x_AnimeSharp",
-    "CodeFormers",
-    "strip_background",
-]
+InterrogationForm = CaptionForm | PostProcessor
+"""What an interrogation may ask for: a description, or a post-processor run on the image."""
 SourceProcessing = Literal["txt2img", "img2img", "inpainting", "outpainting", "remix"]
 
 
