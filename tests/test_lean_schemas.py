@@ -1,4 +1,4 @@
-"""Lean schemas say what the generated ones say; refusals name the limit worth fixing first."""
+"""Lean schemas say what the generated ones say; argument errors name the limit worth fixing first."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from aipg_mcp.server.refusals import HEADER, refusal
+from aipg_mcp.server.invalid_arguments import HEADER, describe_invalid
 from aipg_mcp.server.schemas import lean_schema
 
 
@@ -89,7 +89,7 @@ def test_a_recursive_schema_is_refused() -> None:
 def test_the_range_is_named_before_the_step(side: object, problem: str) -> None:
     with pytest.raises(ValidationError) as caught:
         Order.model_validate({"side": side})
-    assert refusal(caught.value, lean_schema(Order.model_json_schema())) == (
+    assert describe_invalid(caught.value, lean_schema(Order.model_json_schema())) == (
         f"{HEADER}\nside: {problem}"
     )
 
@@ -99,7 +99,7 @@ def test_each_problem_is_one_line_naming_its_place() -> None:
         Order.model_validate(
             {"ratio": 1, "mode": "A", "parts": [{"name": ""}, {"name": "x", "size": 1}, {}]}
         )
-    assert refusal(caught.value).split("\n") == [
+    assert describe_invalid(caught.value).split("\n") == [
         HEADER,
         "ratio: less than 1",
         "mode: should match pattern '^[a-z]+$'",
@@ -107,7 +107,7 @@ def test_each_problem_is_one_line_naming_its_place() -> None:
     ]
     with pytest.raises(ValidationError) as caught:
         Order.model_validate({"parts": [{"name": ""}, {"name": "x", "title": 3}]})
-    assert refusal(caught.value).split("\n")[1:] == [
+    assert describe_invalid(caught.value).split("\n")[1:] == [
         "parts.0.name: at least 1 character",
         "parts.1.title: should be a valid string",
     ]

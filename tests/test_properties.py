@@ -55,7 +55,7 @@ from aipg_mcp.grid.base import PollPolicy
 from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.app import build_server, default_selector
-from aipg_mcp.server.refusals import HEADER as REFUSAL
+from aipg_mcp.server.invalid_arguments import HEADER as REFUSAL
 from aipg_mcp.server.reports import JobReport
 from aipg_mcp.server.tools.lookups import Account, CostEstimate, ModelList
 from aipg_mcp.testing import FakeGrid, serve_fake_grid

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_serializer
 
 from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState
+from aipg_mcp.server.alternatives import suggestion
 from aipg_mcp.server.ledger import JobRecord
 from aipg_mcp.server.media import image_size, image_uri
 
@@ -300,6 +301,32 @@ def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
                 "Submit a new job if you still need it.",
             )
     return ("", None)
+
+
+def explain_unservable(report: JobReport, named: list[str], alternatives: list[str]) -> None:
+    """Word a job no worker can serve: what it asked for, the served models closest to that,
+    and the calls that change the request instead of waiting it out."""
+    job = report.job_id
+    report.eta_seconds = None  # the grid's estimate counts on a worker there is none of
+    if named:
+        asked = ", ".join(f"'{name}'" for name in named)
+        report.message = (
+            "No worker can serve this job right now, so it waits in the grid's queue without "
+            f"running: it asks for {asked}, which no online worker serves for a request like "
+            f"this (or the grid does not know that name). {suggestion(alternatives)}"
+        ).strip()
+        change = "call again with a served model"
+    else:
+        report.message = (
+            "No worker can serve this job right now, so it waits in the grid's queue without "
+            "running: no online worker takes a request like this."
+        )
+        change = "call again with a smaller request or later"
+    report.next_step = (
+        f'cancel_job(job_id="{job}") and {change} (list_models shows what is served), or '
+        f'get_status(job_id="{job}") later: the grid keeps the job queued in case a worker '
+        "appears."
+    )
 
 
 def cancel_message(answer: JobResult, *, grid_cancels: bool) -> str:

@@ -30,7 +30,7 @@ from aipg_mcp.grid.waiting import WaitOutcome, unservable, wait_for_job
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
 from aipg_mcp.server.ledger import JobRecord, fingerprint, stored_params
 from aipg_mcp.server.media import Preview, check_image, make_previews
-from aipg_mcp.server.reports import JobReport, cancel_message, job_report
+from aipg_mcp.server.reports import JobReport, cancel_message, explain_unservable, job_report
 from aipg_mcp.server.state import AppState
 
 log = logging.getLogger("aipg_mcp.server")
@@ -113,10 +113,11 @@ class JobRunner:
         running = report.state in (JobState.QUEUED, JobState.PROCESSING)
         if submission.message and running:
             report.warnings.append(submission.message)
-        latest = state.ledger.get(record.job_id)
-        explained = latest is not None and latest.progress and unservable(latest.progress)
-        if submission.unservable and running and not explained:
-            report.warnings.append("When it was submitted, no online worker could serve it.")
+        if submission.unservable and running:
+            # Said once: here, unless the job's own look already explains it.
+            latest = state.ledger.get(record.job_id)
+            if latest is None or latest.progress is None or not unservable(latest.progress):
+                report.warnings.append("When it was submitted, no online worker could serve it.")
         return delivery
 
     def _refuse_blind_resend(self, key: str) -> None:
@@ -240,33 +241,16 @@ class JobRunner:
         models closest to it, so the caller can change the request instead of waiting it out."""
         if record.progress is None or not unservable(record.progress):
             return
-        job = record.job_id
-        report.eta_seconds = None  # the grid's estimate counts on a worker there is none of
-        named = [str(name) for name in record.params.get("models") or []]
-        if named and record.kind is not JobKind.CAPTION:
+        captioning = record.kind is JobKind.CAPTION  # no model to change there
+        named = [] if captioning else [str(name) for name in record.params.get("models") or []]
+        names: list[str] = []
+        if named:
             model_type = ModelType(record.kind.value)
             names = await self.state.cache.get(
                 f"served-near:{self.grid}:{model_type.value}:{named[0]}",
                 lambda: served_alternatives(self.backend, model_type, named[0]),
             )
-            asked = ", ".join(f"'{name}'" for name in named)
-            report.message = (
-                "No worker can serve this job right now, so it waits in the grid's queue without "
-                f"running: it asks for {asked}, which no online worker serves for a request like "
-                f"this (or the grid does not know that name). {suggestion(names)}"
-            ).strip()
-            change = "call again with a served model"
-        else:
-            report.message = (
-                "No worker can serve this job right now, so it waits in the grid's queue without "
-                "running: no online worker takes a request like this."
-            )
-            change = "call again with a smaller request or later"
-        report.next_step = (
-            f'cancel_job(job_id="{job}") and {change} (list_models shows what is served), or '
-            f'get_status(job_id="{job}") later: the grid keeps the job queued in case a worker '
-            "appears."
-        )
+        explain_unservable(report, named, names)
 
     async def _refusal(self, record: JobRecord, exc: JobRefused) -> JobRefused:
         """The refusal, with served models close to the one named when the model was unknown."""

@@ -1,4 +1,4 @@
-"""What clients list and read of the server: lean definitions, dedented text, plain refusals.
+"""What clients list and read of the server: lean definitions, dedented text, argument errors.
 
 :class:`GridServer` is the SDK's ``MCPServer`` with three changes a model notices:
 
@@ -7,7 +7,8 @@
 - every tool, resource, template and prompt description is dedented (docstrings are indented
   as the code is, and that indentation would reach the client line by line);
 - arguments that fail validation come back as one line per argument naming the limit that
-  matters (:mod:`aipg_mcp.server.refusals`), not pydantic's text with its documentation URLs.
+  matters (:mod:`aipg_mcp.server.invalid_arguments`), not pydantic's text with its
+  documentation URLs.
 
 Validation itself is the SDK's, against the same models as before: only what is shown changes.
 """
@@ -29,7 +30,7 @@ from mcp.types import (
 )
 from pydantic import ValidationError
 
-from aipg_mcp.server.refusals import refusal
+from aipg_mcp.server.invalid_arguments import describe_invalid
 from aipg_mcp.server.schemas import lean_schema
 from aipg_mcp.server.state import AppState
 
@@ -77,7 +78,9 @@ class GridServer(MCPServer[AppState]):
             listed = {tool.name: tool for tool in await self.list_tools()}
             schema = listed[name].input_schema if name in listed else None
             # Caused by the same ValidationError, so the SDK logs it as refused arguments.
-            raise ToolError(f"Error executing tool {name}: {refusal(invalid, schema)}") from invalid
+            raise ToolError(
+                f"Error executing tool {name}: {describe_invalid(invalid, schema)}"
+            ) from invalid
 
     async def list_resources(self) -> list[Resource]:
         return [

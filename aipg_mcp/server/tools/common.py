@@ -32,8 +32,8 @@ from aipg_mcp.grid.requests import (
     ImageRequest,
     TextRequest,
 )
+from aipg_mcp.server.invalid_arguments import describe_invalid
 from aipg_mcp.server.media import MediaError, load_source_image, parse_image_uri
-from aipg_mcp.server.refusals import refusal
 from aipg_mcp.server.reports import describe_progress, summary
 from aipg_mcp.server.runner import Delivery, JobRunner
 from aipg_mcp.server.schemas import Schema, lean_schema
@@ -150,7 +150,7 @@ def build_request(build: Callable[[], T]) -> T:
     try:
         return build()
     except ValidationError as exc:
-        raise ToolError(refusal(exc, request_schema(exc.title))) from None
+        raise ToolError(describe_invalid(exc, request_schema(exc.title))) from None
 
 
 @cache

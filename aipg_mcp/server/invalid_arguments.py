@@ -1,4 +1,4 @@
-"""Refused arguments in words a model acts on: one line per argument, the limit that matters.
+"""Invalid arguments in words a model acts on: one line per argument, the limit that matters.
 
 pydantic's own text spans three lines per problem (the location, the message with the input
 echoed, a documentation URL) and reports the first check that failed, which for a width of
@@ -32,7 +32,7 @@ _LENGTHS = {
 _PREFIXES = ("Value error, ", "Assertion failed, ", "Input ", "String ")
 
 
-def refusal(
+def describe_invalid(
     exc: ValidationError,
     schema: Mapping[str, Any] | None = None,
     *,
