@@ -499,9 +499,14 @@ def test_ctrl_c_says_what_became_of_the_grid_job(cli_grid: Grid, cancel_fails: b
         assert "could not be cancelled on the grid" in last
         assert f"aipg-mcp call get_status --arg job_id={job_id}" in last
     else:
-        assert last.endswith(f"image job {job_id} was cancelled on the grid.")
+        assert f"image job {job_id} was cancelled on the grid" in last
         assert cli_grid.grid_cancels("image") == 1
-        assert cli_grid.fake.jobs[job_id].state.value == "cancelled"
+        # The grid drops a job not yet on a worker; one already running may still finish.
+        job = cli_grid.fake.jobs[job_id]
+        if job.cancel_requested:
+            assert last.endswith("may still finish and be charged."), last
+        else:
+            assert job.state.value == "cancelled" and last.endswith("cancelled on the grid."), last
     assert_no_secrets(out, err)
 
 

@@ -347,4 +347,10 @@ def after_interrupt(settings: Settings, request: CallRequest, since: float) -> s
             f"interrupted; {job} was stopped here only: AI Power Grid's /v1 API cannot cancel a "
             "job, so the grid may still finish and bill it."
         )
+    on_a_worker = record.result is not None and record.result.progress.processing
+    if on_a_worker:
+        return (
+            f"interrupted; {job} was cancelled on the grid; what was already on a worker may "
+            "still finish and be charged."
+        )
     return f"interrupted; {job} was cancelled on the grid."
