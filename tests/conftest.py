@@ -7,6 +7,7 @@ fakes (route names, job ids) so one test states one expectation.
 
 from __future__ import annotations
 
+import compileall
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
+import aipg_mcp
 from aipg_mcp.config import Settings
 from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.options import GridOptions
@@ -44,19 +46,25 @@ _CANCEL_ROUTES = {"text": "text_cancel", "image": "image_cancel", "caption": "in
 
 
 # The suite runs on several workers (pytest-xdist, see pyproject.toml). The Node.js client tests
-# are the longest and each keeps both cores busy: they run in two groups, one test at a time per
-# group, so that a client's server still starts within the client's connect timeout. They start
-# first, then the property tests, then the rest.
+# are the longest: they start first, then the property tests, then the rest.
 _LONGEST = ("test_real_clients.py", "test_properties.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile aipg_mcp to bytecode once, before any worker or server process starts.
+
+    An installed copy of aipg-mcp is compiled when pip installs it; an editable install is not,
+    and with ``PYTHONDONTWRITEBYTECODE`` set no process writes the bytecode either, so every
+    server the tests start (well over a hundred) would compile the whole package again, about
+    half a second each. The servers then start as an installed copy does.
+    """
+    if not hasattr(config, "workerinput"):  # the controller (or a run without workers)
+        compileall.compile_dir(Path(aipg_mcp.__file__).parent, quiet=1, workers=1)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Start the longest tests first and put the Node.js client tests in two groups."""
-    for item in items:
-        if item.path.name == _LONGEST[0]:
-            group = "stdio clients" if "stdio" in item.name else "http clients"
-            item.add_marker(pytest.mark.xdist_group(group))
+    """Start the longest tests first."""
 
     def rank(item: pytest.Item) -> int:
         name = item.path.name

@@ -256,7 +256,10 @@ class Inspector:
 
     async def run(self, era: str, method: str, *args: str) -> tuple[int, str, str]:
         era_flag = [] if era == "default" else ["--protocol-era", era]
-        argv = [*self.cli, *era_flag, *self.target, "--method", method, *args]
+        # A stdio target is a fresh server per call, and a sweep starts about ten at once on
+        # two cores: give it longer than the Inspector's 15 s default to connect.
+        argv = [*self.cli, *era_flag, "--connect-timeout", "120000", *self.target]
+        argv += ["--method", method, *args]
         with anyio.fail_after(90):
             done = await anyio.run_process(
                 [*argv, "--format", "json", "-q"], env=self.env, check=False

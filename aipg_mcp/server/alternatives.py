@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 
 from aipg_mcp.grid.base import GridBackend
@@ -26,6 +25,8 @@ def closest(wanted: str, served: list[str], *, limit: int = 3) -> list[str]:
         by_key.setdefault(squash(name), name)
     key = squash(wanted)
     contained = [name for k, name in by_key.items() if key and (key in k or k in key)]
+    import difflib  # loaded on the first miss, not at start
+
     similar = difflib.get_close_matches(key, list(by_key), n=limit, cutoff=0.5)
     picks = [*contained, *(by_key[k] for k in similar)]
     unique = list(dict.fromkeys(picks))[:limit]

@@ -16,7 +16,6 @@ from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.ledger import Ledger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
-from aipg_mcp.server.runner import JobRunner
 from aipg_mcp.server.state import AppState
 from aipg_mcp.server.surface import GridServer
 from aipg_mcp.server.tools import register_tools
@@ -57,6 +56,8 @@ def build_server(
         holder.state = state
 
         async def finished(result: JobResult) -> None:
+            from aipg_mcp.server.runner import JobRunner  # loaded with the first job
+
             await JobRunner(state, await state.backend()).settle_background(result)
 
         try:

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import cache
-from typing import Annotated, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -35,10 +35,13 @@ from aipg_mcp.grid.requests import (
 from aipg_mcp.server.invalid_arguments import describe_invalid
 from aipg_mcp.server.media import MediaError, load_source_image, parse_image_uri
 from aipg_mcp.server.reports import describe_progress, summary
-from aipg_mcp.server.runner import Delivery, JobRunner
 from aipg_mcp.server.schemas import Schema, lean_schema
 from aipg_mcp.server.sessions import session_settings
 from aipg_mcp.server.state import AppState
+
+if TYPE_CHECKING:
+    # Loaded with the first job, not at start: a server answers tools/list without it.
+    from aipg_mcp.server.runner import Delivery, JobRunner
 
 log = logging.getLogger("aipg_mcp.server")
 
@@ -220,6 +223,8 @@ def wait_budget(state: AppState, wait_seconds: float | None) -> float:
 
 
 async def runner_for(state: AppState) -> JobRunner:
+    from aipg_mcp.server.runner import JobRunner
+
     return JobRunner(state, await grid_call(state.backend()))
 
 
