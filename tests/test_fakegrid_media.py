@@ -1,4 +1,4 @@
-"""The fake grid's AIPG ``/v1`` video, audio and 3D results, over real HTTP.
+"""The fake grid's AIPG ``/v1`` video, audio and 3D results and ``/v1/styles``, over real HTTP.
 
 The media files themselves are checked with the decoders a client would use: PyAV for the MP4,
 the standard library's ``wave`` for the WAV, and the glTF binary layout for the GLB.
@@ -24,6 +24,7 @@ from aipg_mcp.testing.mediafiles import AudioSpec, MeshSpec, VideoSpec
 from aipg_mcp.testing.mp4box import mjpeg_mp4
 
 KEY = "grid_k3y-for-the-fake-media-tests-00"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 pytestmark = pytest.mark.anyio
 
@@ -130,3 +131,56 @@ async def test_media_host_serves_stored_files(fake: FakeGrid, client: httpx.Asyn
         "/media/3d/some-job/0.glb", headers={"User-Agent": "Python-urllib/3.11"}
     )
     assert blocked.status_code == 403
+
+
+# ------------------------------------------------------------------------------------ styles
+
+
+async def test_v1_styles_listing(client: httpx.AsyncClient) -> None:
+    listed = await client.get("/v1/styles")  # no key needed
+    assert listed.status_code == 200
+    styles = listed.json()["styles"]
+    assert [style["id"] for style in styles] == [
+        "photoreal",
+        "watercolor",
+        "pixel-art",
+        "cinematic-motion",
+    ]
+    assert all(
+        set(style) == {"id", "name", "description", "model", "job_type", "aspect", "locked"}
+        for style in styles
+    )
+    videos = (await client.get("/v1/styles", params={"job_type": "video"})).json()["styles"]
+    assert videos == [
+        {
+            "id": "cinematic-motion",
+            "name": "Cinematic Motion",
+            "description": "A slow film-like camera move with moody grading.",
+            "model": "LTX-2.3",
+            "job_type": "video",
+            "aspect": "16:9",
+            "locked": ["steps"],
+        }
+    ]
+    assert len((await client.get("/v1/styles", params={"job_type": "image"})).json()["styles"]) == 3
+    assert (await client.get("/v1/styles", params={"job_type": "audio"})).json() == {"styles": []}
+
+
+async def test_v1_style_expands_over_an_image(fake: FakeGrid, client: httpx.AsyncClient) -> None:
+    image = await client.post(
+        "/v1/images/generations",
+        json={"prompt": " a fox ", "style": "PhotoReal", "steps": 12, "seed": 3},
+        headers=AUTH,
+    )
+    assert image.status_code == 200, image.text
+    (job,) = fake.v1_jobs("image")
+    assert job.prompt == "a fox, photorealistic, natural light, fine detail, sharp focus"
+    assert job.model == "FLUX.2 [klein]"  # the style's model, as none was asked for
+    assert (job.params["steps"], job.params["cfg_scale"]) == (4, 1.0)  # locked by the style
+    assert (
+        job.params["negative_prompt"] == "cartoon, illustration, painting, blurry, low resolution"
+    )
+    unknown = await client.post(
+        "/v1/images/generations", json={"prompt": "x", "style": "nope"}, headers=AUTH
+    )
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "Unknown style 'nope'."}

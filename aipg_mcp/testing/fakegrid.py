@@ -25,6 +25,7 @@ import anyio
 import uvicorn
 
 from aipg_mcp.testing.app import ROUTE_NAMES, build_app
+from aipg_mcp.testing.catalog import Catalog
 from aipg_mcp.testing.gateway import (
     DroppedConnection,
     Fault,
@@ -69,7 +70,7 @@ DEFAULT_IMAGE_MODELS: dict[str, int] = {
 }
 
 
-class FakeGrid(Simulation):
+class FakeGrid(Simulation, Catalog):
     """An in-process AI Horde ``/api/v2`` grid with simulated workers; see the package docstring.
 
     Every knob is a plain attribute that tests may change at any time. Time is the fake clock
@@ -102,7 +103,8 @@ class FakeGrid(Simulation):
     ``v1_prices``, ``v1_incidents``, ``v1_advisories``, ``v1_size_bands`` (model -> the
     ``(least, most)`` pixels per side its recipe accepts), ``v1_charging`` (True: a request
     whose price exceeds the account's purchased balance is refused with 402 before it is
-    queued, as with the grid's charging mode on).
+    queued, as with the grid's charging mode on). Styles: see
+    :class:`~aipg_mcp.testing.catalog.Catalog`.
 
     State to inspect: ``jobs`` (request id -> :class:`FakeJob`, both APIs; :meth:`v1_jobs`),
     ``received`` (every request), ``faults`` (armed :class:`Fault` objects), ``store`` (result
@@ -180,6 +182,7 @@ class FakeGrid(Simulation):
         self.v1_charging = False
         self.v1_incidents: list[dict[str, Any]] = []
         self.v1_advisories: list[dict[str, Any]] = []
+        self._init_catalog()
         self.app = build_app(self)
 
     # ------------------------------------------------------------------------------ accounts

@@ -57,6 +57,7 @@ V1_ROUTE_NAMES = frozenset(
     {
         "v1_chat",
         "v1_images",
+        "v1_styles",
         "v1_progress",
         "v1_media",
         "v1_models",
