@@ -103,8 +103,9 @@ class FakeGrid(Simulation, Catalog):
     ``v1_prices``, ``v1_incidents``, ``v1_advisories``, ``v1_size_bands`` (model -> the
     ``(least, most)`` pixels per side its recipe accepts), ``v1_charging`` (True: a request
     whose price exceeds the account's purchased balance is refused with 402 before it is
-    queued, as with the grid's charging mode on). Styles: see
-    :class:`~aipg_mcp.testing.catalog.Catalog`.
+    queued, as with the grid's charging mode on). Video, audio, 3D and styles: see
+    :class:`~aipg_mcp.testing.catalog.Catalog` (``FakeGrid(v1_media_workers=1,
+    v1_audio_enabled=True)`` brings every media route online).
 
     State to inspect: ``jobs`` (request id -> :class:`FakeJob`, both APIs; :meth:`v1_jobs`),
     ``received`` (every request), ``faults`` (armed :class:`Fault` objects), ``store`` (result
@@ -131,6 +132,8 @@ class FakeGrid(Simulation, Catalog):
         apis: Iterable[str] = ("v2",),
         v1_idle_timeout: float = 300.0,
         free_daily_limit: int | None = 200,
+        v1_media_workers: int = 0,
+        v1_audio_enabled: bool = False,
     ) -> None:
         self.apis: tuple[ApiName, ...] = _apis(apis)
         self.job_seconds = job_seconds
@@ -182,7 +185,7 @@ class FakeGrid(Simulation, Catalog):
         self.v1_charging = False
         self.v1_incidents: list[dict[str, Any]] = []
         self.v1_advisories: list[dict[str, Any]] = []
-        self._init_catalog()
+        self._init_catalog(v1_media_workers=v1_media_workers, v1_audio_enabled=v1_audio_enabled)
         self.app = build_app(self)
 
     # ------------------------------------------------------------------------------ accounts

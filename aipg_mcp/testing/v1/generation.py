@@ -78,12 +78,6 @@ TEXT_GAVE_UP = "No worker could complete this job; giving up."
 TEXT_FAILED_MID = "Worker failed mid-generation; please retry."
 
 
-MEDIA_CRASHED = "fake media backend crashed"
-
-
-NO_MEDIA = "No media returned"
-
-
 IMAGE_TIMED_OUT = "image generation timed out"
 
 
@@ -354,22 +348,9 @@ class GenerationRoutes(V1Base):
         return requested
 
     async def _wait_image(self, job: FakeJob) -> None:
-        grid = self.grid
-        while True:
-            grid.sync()
-            if job.state is JobState.FINISHED:
-                return
-            if job.state is JobState.FAULTED:
-                raise V1Error(502, MEDIA_CRASHED)
-            if job.done or job.id not in grid.jobs:
-                raise V1Error(502, NO_MEDIA)
-            waited = grid.now() - job.submitted_at
-            if job.state is JobState.WAITING and waited >= grid.v1_idle_timeout:
-                raise V1Error(504, IMAGE_TIMED_OUT)
-            await self._tick()
+        await self._wait_media(job, self.grid.v1_idle_timeout, IMAGE_TIMED_OUT)
 
     async def _image_answer(self, request: Request, job: FakeJob) -> dict[str, Any]:
-        root = self.grid.media_origin or f"{request.url.scheme}://{request.url.netloc}"
         data = []
         for generation in job.generations:
             key = f"image/{job.id}/{generation.index}.{job.params['extension']}"
@@ -378,7 +359,7 @@ class GenerationRoutes(V1Base):
                 raw = await self.grid.store.read(key)
                 item["b64_json"] = base64.b64encode(raw).decode("ascii")
             else:
-                item["url"] = f"{root}/media/{key}"
+                item["url"] = self._media_url(request, key)
             item["seed"] = generation.seed
             data.append(item)
         duration = (job.ended_at or 0.0) - (job.started_at or 0.0)
