@@ -1,6 +1,6 @@
-"""What a fake grid offers beyond text and images: ``/v1`` media models, recipes and styles.
-:class:`Catalog` is a part of :class:`~aipg_mcp.testing.fakegrid.FakeGrid`; its attributes are
-knobs like the others, plain and changeable at any time.
+"""What a fake grid offers beyond text and images: ``/v1`` media models, recipes and styles, and
+the Horde's styles. :class:`Catalog` is a part of :class:`~aipg_mcp.testing.fakegrid.FakeGrid`;
+its attributes are knobs like the others, plain and changeable at any time.
 
 Knobs:
     v1_video_models, v1_audio_models, v1_3d_models: checkpoint name -> online workers, as
@@ -14,6 +14,7 @@ Knobs:
     v1_recipes: model name -> :class:`~aipg_mcp.testing.v1.recipes.MediaRecipe` (the bands and
         capabilities of LTX-2.3, LTX-2.3 Audio, LTX Director 2.0 and TRELLIS2).
     v1_styles: style id -> :class:`~aipg_mcp.testing.v1.styles.V1Style` (``GET /v1/styles``).
+    styles: the Horde's styles, a list of :class:`~aipg_mcp.testing.v2.styles.HordeStyle`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aipg_mcp.testing.v1.media_schema import (
 )
 from aipg_mcp.testing.v1.recipes import DEFAULT_V1_RECIPES, MediaRecipe
 from aipg_mcp.testing.v1.styles import DEFAULT_V1_STYLES, V1Style
+from aipg_mcp.testing.v2.styles import HordeStyle, default_styles
 
 #: How long a blocked media call waits for a worker to take its job (the grid's idle timeouts).
 DEFAULT_V1_MEDIA_TIMEOUTS: dict[JobKind, float] = {"video": 600.0, "audio": 1920.0, "3d": 900.0}
@@ -41,6 +43,7 @@ class Catalog:
     v1_media_timeouts: dict[JobKind, float]
     v1_recipes: dict[str, MediaRecipe]
     v1_styles: dict[str, V1Style]
+    styles: list[HordeStyle]
 
     def _init_catalog(self, *, v1_media_workers: int, v1_audio_enabled: bool) -> None:
         """Set every knob to its default; ``v1_media_workers`` workers per media model."""
@@ -51,3 +54,4 @@ class Catalog:
         self.v1_media_timeouts = dict(DEFAULT_V1_MEDIA_TIMEOUTS)
         self.v1_recipes = dict(DEFAULT_V1_RECIPES)
         self.v1_styles = dict(DEFAULT_V1_STYLES)
+        self.styles = default_styles()

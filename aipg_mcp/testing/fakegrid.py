@@ -58,6 +58,10 @@ DEFAULT_LIMITS: dict[str, tuple[int, float]] = {
     "image_check": (10, 1.0),
     "image_status": (10, 60.0),
     "text_status": (60, 60.0),
+    "styles_image": (90, 60.0),
+    "style_image": (20, 3600.0),
+    "styles_text": (20, 3600.0),
+    "style_text": (90, 60.0),
 }
 DEFAULT_TEXT_MODELS: dict[str, int] = {
     "aphrodite/llama-3.1-8b-instruct": 3,
