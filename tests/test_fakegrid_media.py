@@ -24,6 +24,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from aipg_mcp.testing import FakeGrid, FakeJob, mediafiles, serve_fake_grid
+from aipg_mcp.testing import __main__ as fake_grid_cli
 from aipg_mcp.testing.mediafiles import AudioSpec, MeshSpec, VideoSpec
 from aipg_mcp.testing.mp4box import mjpeg_mp4
 from aipg_mcp.testing.state import JobKind
@@ -747,6 +748,23 @@ async def test_media_is_offline_by_default() -> None:
             assert types == {"text", "image"}
             params = await http.get("/v1/models/LTX-2.3/params")  # offline models still answer
             assert params.status_code == 200
+
+
+def test_command_line_brings_media_online(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: dict[str, Any] = {}
+
+    def serve(**options: Any) -> int:
+        served.update(options)
+        return 0
+
+    monkeypatch.setattr(fake_grid_cli, "serve_forever", serve)
+    assert fake_grid_cli.main(["--api", "v1", "--media-workers", "2", "--audio"]) == 0
+    grid = served["grid"]
+    assert grid.v1_video_models == {"LTX-2.3": 2} and grid.v1_3d_models == {"TRELLIS2": 2}
+    assert grid.v1_audio_enabled is True
+    fake_grid_cli.main(["--api", "v1"])
+    assert served["grid"].v1_video_models == {"LTX-2.3": 0}
+    assert served["grid"].v1_audio_enabled is False
 
 
 # ------------------------------------------------------------------------------------ styles
