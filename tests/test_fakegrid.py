@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -564,3 +565,99 @@ async def test_interrogation(fake: FakeGrid, client: httpx.AsyncClient) -> None:
         headers=ANON,
     )
     assert unreadable.status_code == 400 and unreadable.json()["rc"] == "SourceImageUnreadable"
+
+
+# --------------------------------------------------------------------------------- styles
+
+
+async def test_image_styles_listing(fake: FakeGrid, client: httpx.AsyncClient) -> None:
+    listed = await client.get("/v2/styles/image")  # no key needed
+    assert listed.status_code == 200
+    styles = listed.json()
+    assert [style["name"] for style in styles] == ["photographic", "storybook", "fast-sketch"]
+    first = styles[0]
+    assert set(first) == {
+        "name",
+        "info",
+        "prompt",
+        "params",
+        "public",
+        "nsfw",
+        "tags",
+        "models",
+        "id",
+        "use_count",
+        "creator",
+        "examples",
+    }
+    assert "{p}" in first["prompt"] and "{np}" in first["prompt"]
+    assert first["models"] == ["sdxl 1.0"] and first["examples"][0]["primary"] is True
+    aged = (await client.get("/v2/styles/image", params={"sort": "age"})).json()
+    assert [style["name"] for style in aged] == ["photographic", "fast-sketch", "storybook"]
+    tagged = (await client.get("/v2/styles/image", params={"tag": "sketch"})).json()
+    assert [style["name"] for style in tagged] == ["fast-sketch"]
+    by_model = (await client.get("/v2/styles/image", params={"model": "stable_diffusion"})).json()
+    assert [style["name"] for style in by_model] == ["storybook"]
+    paged = (await client.get("/v2/styles/image", params={"page": 2})).json()
+    assert [style["name"] for style in paged] == ["storybook", "fast-sketch"]  # skips one style
+    bad_sort = await client.get("/v2/styles/image", params={"sort": "new"})
+    assert bad_sort.status_code == 400 and bad_sort.json() == {
+        "message": "'model_state' needs to be one of ['popular', 'age']",
+        "rc": "BadRequest",
+    }
+    bad_page = await client.get("/v2/styles/image", params={"page": "two"})
+    assert bad_page.status_code == 400
+    assert bad_page.json()["message"] == "Input payload validation failed"
+    assert "invalid literal for int()" in bad_page.json()["errors"]["page"]
+    texts = (await client.get("/v2/styles/text")).json()
+    assert [style["name"] for style in texts] == ["storyteller", "concise-assistant"]
+    assert "examples" not in texts[0] and texts[0]["params"]["dynatemp_exponent"] == 1.0
+    assert fake.count("styles_image") == 7 and fake.count("styles_text") == 1
+
+
+async def test_single_styles(fake: FakeGrid, client: httpx.AsyncClient) -> None:
+    styles = {style.name: style for style in fake.styles}
+    photographic = await client.get(f"/v2/styles/image/{styles['photographic'].id}")
+    assert photographic.status_code == 200 and photographic.json()["name"] == "photographic"
+    private = (await client.get(f"/v2/styles/image/{styles['unlisted-neon'].id}")).json()
+    assert private["public"] is False and "info" not in private  # unset fields are left out
+    wrong_type = await client.get(f"/v2/styles/image/{styles['storyteller'].id}")
+    assert wrong_type.status_code == 400 and wrong_type.json() == {
+        "message": "Style was found but was of the wrong type: text != image",
+        "rc": "StyleGetMistmatch",
+    }
+    missing_id = "00000000-0000-0000-0000-000000000000"
+    missing = await client.get(f"/v2/styles/text/{missing_id}")
+    assert missing.status_code == 404 and missing.json() == {
+        "message": f"Text style with ID '{missing_id}' not found.",
+        "rc": "Text styleNotFound",
+    }
+    assert (await client.get("/v2/styles/image/not-a-uuid")).json()["rc"] == "Image styleNotFound"
+
+    for name in ("storybook", "style::storybook", "db0#1::storybook", "nobody#9::storybook"):
+        found = await client.get(f"/v2/styles/image_by_name/{quote(name)}")
+        assert found.status_code == 200 and found.json()["name"] == "storybook", name
+    for name in ("collection::storybook", "alice#1::storybook", "Storybook"):
+        absent = await client.get(f"/v2/styles/image_by_name/{quote(name)}")
+        assert absent.status_code == 404, name
+        assert absent.json() == {
+            "message": f"Style with ID '{name}' not found.",
+            "rc": "StyleNotFound",
+        }
+    text = await client.get("/v2/styles/text_by_name/storyteller")
+    assert text.status_code == 200 and text.json()["models"] == [
+        "koboldcpp/mistral-7b-instruct-v0.3"
+    ]
+    assert (await client.get("/v2/styles/image_by_name/storyteller")).status_code == 400
+
+
+async def test_style_routes_limits_and_retirement(
+    fake: FakeGrid, client: httpx.AsyncClient
+) -> None:
+    for _ in range(20):
+        assert (await client.get("/v2/styles/text")).status_code == 200
+    limited = await client.get("/v2/styles/text")
+    assert limited.status_code == 429 and limited.json() == {"message": "20 per 1 hour"}
+    assert int(limited.headers["retry-after"]) > 3000
+    fake.retired = True
+    assert (await client.get("/v2/styles/image")).status_code == 410

@@ -45,18 +45,25 @@ Which API answers is ``FakeGrid(apis=...)`` (a plain attribute, ``grid.apis``, a
 the finished completion, or SSE with ``stream: true`` (one chunk per token as the worker produces
 it); ``POST /v1/images/generations`` blocks until the job is done while ``GET
 /v1/progress/{token}`` reports 0..100; results are unsigned ``/media/image/<job_id>/<i>.<ext>``
-URLs (403 to a ``Python-urllib`` User-Agent). No job id is returned before a call ends, so
-tests find a blocked call's job with :meth:`FakeGrid.v1_jobs` and steer it with
-:meth:`FakeGrid.finish` / :meth:`FakeGrid.fault` like any other. A client that disconnects does
+URLs (403 to a ``Python-urllib`` User-Agent). ``POST /v1/videos/generations``,
+``/v1/audio/generations`` and ``/v1/3d/generations`` block the same way and answer a real MP4, WAV
+or GLB under ``/media/<video|audio|3d>/<job_id>/0.<ext>`` (:mod:`aipg_mcp.testing.v1.media`);
+their models have no workers until ``FakeGrid(v1_media_workers=1)``, and audio also needs
+``v1_audio_enabled=True``. No job id is returned before a call ends, so tests find a blocked
+call's job with :meth:`FakeGrid.v1_jobs` and steer it with :meth:`FakeGrid.finish` /
+:meth:`FakeGrid.fault` like any other. A client that disconnects does
 not stop its job: it finishes, is metered and shows in ``/v1/jobs/recent``. Discovery and account
 routes: ``/health``, ``/v1/models``, ``/v1/models/{id}/params``, ``/v1/status/models``,
 ``/v1/status/network``, ``/v1/stats/totals``, ``/v1/stats/models``, ``/v1/jobs/recent``,
-``/v1/account``, ``/v1/account/credits``, ``POST /v1/account/credits/quote``.
+``/v1/styles``, ``/v1/account``, ``/v1/account/credits``, ``POST /v1/account/credits/quote``.
 
 ``/v1`` route names (for ``grid.received``, :meth:`FakeGrid.count` and :meth:`FakeGrid.inject`):
-``v1_chat``, ``v1_images``, ``v1_progress``, ``v1_media``, ``v1_models``, ``v1_model_params``,
-``v1_status_models``, ``v1_status_network``, ``v1_stats_totals``, ``v1_stats_models``,
-``v1_jobs_recent``, ``v1_account``, ``v1_credits``, ``v1_quote``, ``health``.
+``v1_chat``, ``v1_images``, ``v1_videos``, ``v1_audio``, ``v1_3d``, ``v1_styles``,
+``v1_progress``, ``v1_media``, ``v1_models``, ``v1_model_params``, ``v1_status_models``,
+``v1_status_network``, ``v1_stats_totals``, ``v1_stats_models``, ``v1_jobs_recent``,
+``v1_account``, ``v1_credits``, ``v1_quote``, ``health``. The Horde's style routes
+(:mod:`aipg_mcp.testing.v2.styles`) are ``styles_image``, ``style_image``,
+``style_image_by_name``, ``styles_text``, ``style_text`` and ``style_text_by_name``.
 
 Knobs (plain attributes, changeable at any time):
 
@@ -78,10 +85,14 @@ Knobs (plain attributes, changeable at any time):
   completion (or ends its stream); an image not picked up for that long answers 504.
 - ``free_daily_limit`` (200 requests per user per fake UTC day; None: off) and
   ``free_daily_micro`` (the display-only free credit of ``/v1/account/credits``).
-- ``v1_limits`` (route name -> (count, window seconds) per key: chat 30, images 10, quote 120 per
-  minute; answered with the limiter's 429 without ``Retry-After``; ``rate_limits`` turns all
-  limits off), ``v1_media_concurrency`` (4) and ``v1_text_concurrency`` (24) calls in flight per
-  account.
+- ``v1_limits`` (route name -> (count, window seconds) per key: chat 30, images 10, video, audio
+  and 3D 4 each, quote 120 per minute; answered with the limiter's 429 without ``Retry-After``;
+  ``rate_limits`` turns all limits off), ``v1_media_concurrency`` (4, images, videos, songs and
+  meshes together) and ``v1_text_concurrency`` (24) calls in flight per account.
+- Video, audio, 3D and styles (:class:`~aipg_mcp.testing.catalog.Catalog`): ``v1_video_models``,
+  ``v1_audio_models``, ``v1_3d_models``, ``v1_audio_enabled``, ``v1_media_timeouts`` (seconds a
+  call waits for a worker: video 600, audio 1920, 3D 900), ``v1_recipes`` (the bands behind
+  ``/v1/models/{id}/params`` and the recipe 422s), ``v1_styles`` and the Horde's ``styles``.
 - ``v1_prices`` (model -> ``{"image": micro}`` or ``{"input_token", "output_token"}`` or
   ``{"second"}`` or ``{"mesh"}``; defaults: 3000 per image for every image model, 0.1/0.4 per
   token for text models), ``v1_incidents`` and ``v1_advisories`` (lists of dicts shown by
@@ -89,8 +100,10 @@ Knobs (plain attributes, changeable at any time):
 
 Steering single requests: put ``[fake:fault]``, ``[fake:never]``, ``[fake:censor]`` or
 ``[fake:seconds=N]`` in a prompt (for interrogations, in the ``source_image`` URL; for ``/v1``
-chat, in the last user message). Or use ``grid.jobs`` (and :meth:`FakeGrid.v1_jobs`) with
-:meth:`FakeGrid.finish`, :meth:`FakeGrid.fault` and :meth:`FakeGrid.expire`. On ``/api/v2`` a
+chat, in the last user message; for audio, in the prompt or lyrics; for 3D, anywhere in the
+source image's bytes, e.g. a PNG text chunk). Or use ``grid.jobs`` (and
+:meth:`FakeGrid.v1_jobs`) with :meth:`FakeGrid.finish`, :meth:`FakeGrid.fault` and
+:meth:`FakeGrid.expire`. On ``/api/v2`` a
 ``[fake:fault]`` request behaves as a failing worker does on the real grid: the grid counts the
 failed jobs in ``restarted`` and runs the request again. An image request runs once more; when
 that run fails too, it reads ``done`` with nothing finished (``faulted`` only past two failed

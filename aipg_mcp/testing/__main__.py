@@ -100,6 +100,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="/v1 requests per user per UTC day; 0: no quota (default: %(default)s)",
     )
     parser.add_argument(
+        "--media-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="/v1 workers for each video, audio and 3D model; 0: those routes answer 503 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--audio",
+        action="store_true",
+        help="switch /v1 audio on (off by default, as in production)",
+    )
+    parser.add_argument(
         "--user",
         action="append",
         default=[],
@@ -172,6 +185,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m aipg_mcp.test
         rate_limits=not args.no_rate_limits,
         apis=_APIS[args.api],
         free_daily_limit=args.free_daily_limit or None,
+        v1_media_workers=args.media_workers,
+        v1_audio_enabled=args.audio,
     )
     for spec in args.user or [f"{DEFAULT_KEY}={DEFAULT_USER}"]:
         _add_user(grid, spec)

@@ -57,6 +57,12 @@ ROUTE_NAMES = V1_ROUTE_NAMES | frozenset(
         "performance",
         "news",
         "heartbeat",
+        "styles_image",
+        "style_image",
+        "style_image_by_name",
+        "styles_text",
+        "style_text",
+        "style_text_by_name",
         "r2",
     }
 )

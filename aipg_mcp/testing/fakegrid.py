@@ -25,6 +25,7 @@ import anyio
 import uvicorn
 
 from aipg_mcp.testing.app import ROUTE_NAMES, build_app
+from aipg_mcp.testing.catalog import Catalog
 from aipg_mcp.testing.gateway import (
     DroppedConnection,
     Fault,
@@ -57,6 +58,10 @@ DEFAULT_LIMITS: dict[str, tuple[int, float]] = {
     "image_check": (10, 1.0),
     "image_status": (10, 60.0),
     "text_status": (60, 60.0),
+    "styles_image": (90, 60.0),
+    "style_image": (20, 3600.0),
+    "styles_text": (20, 3600.0),
+    "style_text": (90, 60.0),
 }
 DEFAULT_TEXT_MODELS: dict[str, int] = {
     "aphrodite/llama-3.1-8b-instruct": 3,
@@ -69,7 +74,7 @@ DEFAULT_IMAGE_MODELS: dict[str, int] = {
 }
 
 
-class FakeGrid(Simulation):
+class FakeGrid(Simulation, Catalog):
     """An in-process AI Horde ``/api/v2`` grid with simulated workers; see the package docstring.
 
     Every knob is a plain attribute that tests may change at any time. Time is the fake clock
@@ -102,7 +107,9 @@ class FakeGrid(Simulation):
     ``v1_prices``, ``v1_incidents``, ``v1_advisories``, ``v1_size_bands`` (model -> the
     ``(least, most)`` pixels per side its recipe accepts), ``v1_charging`` (True: a request
     whose price exceeds the account's purchased balance is refused with 402 before it is
-    queued, as with the grid's charging mode on).
+    queued, as with the grid's charging mode on). Video, audio, 3D and styles: see
+    :class:`~aipg_mcp.testing.catalog.Catalog` (``FakeGrid(v1_media_workers=1,
+    v1_audio_enabled=True)`` brings every media route online).
 
     State to inspect: ``jobs`` (request id -> :class:`FakeJob`, both APIs; :meth:`v1_jobs`),
     ``received`` (every request), ``faults`` (armed :class:`Fault` objects), ``store`` (result
@@ -129,6 +136,8 @@ class FakeGrid(Simulation):
         apis: Iterable[str] = ("v2",),
         v1_idle_timeout: float = 300.0,
         free_daily_limit: int | None = 200,
+        v1_media_workers: int = 0,
+        v1_audio_enabled: bool = False,
     ) -> None:
         self.apis: tuple[ApiName, ...] = _apis(apis)
         self.job_seconds = job_seconds
@@ -180,6 +189,7 @@ class FakeGrid(Simulation):
         self.v1_charging = False
         self.v1_incidents: list[dict[str, Any]] = []
         self.v1_advisories: list[dict[str, Any]] = []
+        self._init_catalog(v1_media_workers=v1_media_workers, v1_audio_enabled=v1_audio_enabled)
         self.app = build_app(self)
 
     # ------------------------------------------------------------------------------ accounts

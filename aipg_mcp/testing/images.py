@@ -4,7 +4,9 @@ Images are rendered with Pillow on first use and cached: a gradient, determinist
 few translucent shapes, so they compress like real pictures rather than like a flat colour.
 The same seed, size and format always give the same bytes. ``/api/v2`` results are WEBP behind
 presigned ``/r2/<key>`` URLs; ``/v1`` results are WEBP, PNG or JPEG behind plain, unsigned
-``/media/image/<job_id>/<index>.<ext>`` URLs (AIPG's public media host).
+``/media/image/<job_id>/<index>.<ext>`` URLs (AIPG's public media host), and the ``/v1`` videos,
+songs and meshes of :mod:`~aipg_mcp.testing.mediafiles` sit beside them under
+``/media/video/...``, ``/media/audio/...`` and ``/media/3d/...``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from PIL import Image, ImageDraw
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+
+from aipg_mcp.testing.mediafiles import MediaSpec
 
 _CACHE_SIZE = 64
 _ACCESS_KEY = "FAKEGRIDACCESSKEY"
@@ -111,6 +115,16 @@ def render_image(spec: ImageSpec) -> bytes:
     return buffer.getvalue()
 
 
+def render_object(spec: ImageSpec | MediaSpec) -> bytes:
+    """The bytes of a stored object: an image, or a video, song or mesh."""
+    return render_image(spec) if isinstance(spec, ImageSpec) else spec.render()
+
+
+def mime_type(spec: ImageSpec | MediaSpec) -> str:
+    """The ``Content-Type`` a stored object is served with."""
+    return IMAGE_FORMATS[spec.format][1] if isinstance(spec, ImageSpec) else spec.mime
+
+
 def render_webp(spec: ImageSpec) -> bytes:
     """The WEBP bytes for ``spec`` (deterministic), whatever its ``format``."""
     return render_image(ImageSpec(spec.width, spec.height, spec.seed, spec.censored))
@@ -122,7 +136,7 @@ def webp_base64(data: bytes) -> str:
 
 
 class ObjectStore:
-    """A bucket of lazily rendered image objects with presigned GET URLs.
+    """A bucket of lazily rendered objects (images, and ``/v1`` media) with presigned GET URLs.
 
     URLs look like ``<origin>/r2/<key>?AWSAccessKeyId=...&Expires=<epoch>&Signature=<hmac>``;
     the signature binds key and expiry, so a tampered or expired URL is refused.
@@ -130,17 +144,17 @@ class ObjectStore:
 
     def __init__(self) -> None:
         self._secret = secrets.token_bytes(32)
-        self._specs: dict[str, ImageSpec] = {}
+        self._specs: dict[str, ImageSpec | MediaSpec] = {}
         self._cache: OrderedDict[str, bytes] = OrderedDict()
 
-    def put(self, key: str, spec: ImageSpec) -> None:
+    def put(self, key: str, spec: ImageSpec | MediaSpec) -> None:
         """Register an object; it is rendered when first read."""
         self._specs[key] = spec
 
     def __contains__(self, key: object) -> bool:
         return key in self._specs
 
-    def spec(self, key: str) -> ImageSpec:
+    def spec(self, key: str) -> ImageSpec | MediaSpec:
         """What ``key`` holds (KeyError if nothing)."""
         return self._specs[key]
 
@@ -174,7 +188,7 @@ class ObjectStore:
         """The object's bytes, rendering (in a worker thread) and caching them on first use."""
         cached = self._cache.get(key)
         if cached is None:
-            cached = await anyio.to_thread.run_sync(render_image, self._specs[key])
+            cached = await anyio.to_thread.run_sync(render_object, self._specs[key])
             self._cache[key] = cached
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -224,20 +238,21 @@ BOT_BLOCKED_BODY = "error code: 1010"
 
 
 def media_routes(store: ObjectStore) -> list[BaseRoute]:
-    """AIPG's public media host: ``GET /media/image/<job_id>/<index>.<ext>``, no auth, unsigned.
+    """AIPG's public media host: ``GET /media/<type>/<job_id>/<index>.<ext>``, no auth, unsigned.
 
-    Like ``media.aipg.art`` behind Cloudflare, it answers 403 to Python-urllib's default
-    ``User-Agent``; an unknown object (or the wrong extension) is a 404.
+    ``<type>`` is ``image``, ``video``, ``audio`` or ``3d``. Like ``media.aipg.art`` behind
+    Cloudflare, it answers 403 to Python-urllib's default ``User-Agent``; an unknown object (or
+    the wrong extension) is a 404.
     """
 
     async def download(request: Request) -> Response:
         agent = request.headers.get("user-agent", "")
         if agent.startswith("Python-urllib"):
             return Response(BOT_BLOCKED_BODY, 403, media_type="text/plain")
-        key = f"image/{request.path_params['job_id']}/{request.path_params['name']}"
+        params = request.path_params
+        key = f"{params['kind']}/{params['job_id']}/{params['name']}"
         if key not in store:
             return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
-        mime = IMAGE_FORMATS[store.spec(key).format][1]
-        return Response(await store.read(key), media_type=mime)
+        return Response(await store.read(key), media_type=mime_type(store.spec(key)))
 
-    return [Route("/media/image/{job_id}/{name}", download, methods=["GET"], name="v1_media")]
+    return [Route("/media/{kind}/{job_id}/{name}", download, methods=["GET"], name="v1_media")]

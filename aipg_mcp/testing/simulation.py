@@ -20,8 +20,9 @@ import anyio
 from aipg_mcp.testing.images import ImageSpec, ObjectStore
 from aipg_mcp.testing.results import fake_text, interrogation_result, upscaled_size
 from aipg_mcp.testing.state import (
+    ALL_KINDS,
     FAULT_RESTARTS,
-    KINDS,
+    MEDIA_KINDS,
     WORKER_IDS,
     WORKER_NAMES,
     ApiName,
@@ -52,6 +53,9 @@ class Simulation:
     image_models: dict[str, int]
     v1_text_models: dict[str, int]
     v1_image_models: dict[str, int]
+    v1_video_models: dict[str, int]
+    v1_audio_models: dict[str, int]
+    v1_3d_models: dict[str, int]
     jobs: dict[str, FakeJob]
     store: ObjectStore
     check_cache: dict[str, tuple[float, dict[str, Any]]]
@@ -151,7 +155,8 @@ class Simulation:
         del self.jobs[job_id]
 
     def v1_jobs(self, kind: JobKind | None = None) -> list[FakeJob]:
-        """The ``/v1`` jobs still known (``kind``: ``"text"`` or ``"image"``), oldest first.
+        """The ``/v1`` jobs still known (``kind``: ``"text"``, ``"image"``, ``"video"``,
+        ``"audio"`` or ``"3d"``), oldest first.
 
         A ``/v1`` client learns a job's id only from the final answer, so tests find the job of
         a blocked call here, e.g. ``grid.finish(grid.v1_jobs("image")[-1].id)``.
@@ -187,8 +192,9 @@ class Simulation:
             if now - job.submitted_at >= lifetime:
                 del self.jobs[job.id]
                 self.check_cache.pop(job.id, None)
-        for kind in KINDS:
-            while self._run(kind, now):
+        present = {job.kind for job in self.jobs.values()}
+        for kind in ALL_KINDS:
+            while kind in present and self._run(kind, now):
                 pass  # a failed run put a request back in the queue: schedule it again
         self._sim_time = max(self._sim_time, now)
         while self._done_log and self._done_log[0][0] < now - 60:
@@ -231,11 +237,18 @@ class Simulation:
         return (job for job in self.jobs.values() if job.kind == kind)
 
     def models_for(self, kind: JobKind, api: ApiName = "v2") -> dict[str, int]:
-        """The model table (name -> workers) serving ``kind`` on ``api``; alchemy has none."""
+        """The model table (name -> workers) serving ``kind`` on ``api``; alchemy has none, and
+        only ``/v1`` serves video, audio and 3D."""
         if kind == "text":
             return self.v1_text_models if api == "v1" else self.text_models
         if kind == "image":
             return self.v1_image_models if api == "v1" else self.image_models
+        if api == "v1" and kind == "video":
+            return self.v1_video_models
+        if api == "v1" and kind == "audio":
+            return self.v1_audio_models
+        if api == "v1" and kind == "3d":
+            return self.v1_3d_models
         return {}
 
     def candidate_model(self, job: FakeJob) -> str | None:
@@ -336,6 +349,10 @@ class Simulation:
             if job.api == "v1":
                 key = f"image/{job.id}/{index}.{job.params['extension']}"
             self.store.put(key, spec)
+        elif kind in MEDIA_KINDS:
+            generation.seed = job.params["seed"]
+            media = job.params["spec"]
+            self.store.put(f"{kind}/{job.id}/{index}.{media.extension}", media)
         else:
             generation.form = job.forms[index]
             generation.result = interrogation_result(generation.form, job.source_size)
@@ -387,7 +404,8 @@ class Simulation:
             api=api,
         )
         self.jobs[job.id] = job
-        user.requests[kind] += 1
+        if kind in user.requests:  # the Horde's per-user counts know only its own kinds
+            user.requests[kind] += 1
         return job
 
     def random_seed(self, limit: int = 2**32) -> int:

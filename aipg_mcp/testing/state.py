@@ -1,11 +1,11 @@
 """The fake grid's data: users, requests ("jobs"), generations, recorded traffic, and the scheduler.
 
 Nothing here knows about HTTP. A :class:`FakeJob` is one asynchronous request as the grid sees
-it (a text, image or interrogation request with ``n`` jobs). Its state moves
-``waiting -> processing -> finished | faulted``, or to ``cancelled`` when it is cancelled before a
-worker takes it. A Horde v2 request whose worker fails goes back to ``waiting``, as on the real
-grid (see :attr:`FakeJob.restarted`). The scheduler (:func:`plan`) is a pure function that
-the grid runs lazily on every access, so no background tasks are needed.
+it (a text, image or interrogation request with ``n`` jobs; on ``/v1`` also a video, audio or
+3D request). Its state moves ``waiting -> processing -> finished | faulted``, or to ``cancelled``
+when it is cancelled before a worker takes it. A Horde v2 request whose worker fails goes back to
+``waiting``, as on the real grid (see :attr:`FakeJob.restarted`). The scheduler (:func:`plan`) is
+a pure function that the grid runs lazily on every access, so no background tasks are needed.
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-JobKind = Literal["text", "image", "interrogation"]
+JobKind = Literal["text", "image", "interrogation", "video", "audio", "3d"]
+#: The kinds the Horde ``/api/v2`` API knows (its status routes report these).
 KINDS: tuple[JobKind, ...] = ("text", "image", "interrogation")
+#: The media kinds only AIPG's ``/v1`` API serves: a video, a song or a 3D mesh per request.
+MEDIA_KINDS: tuple[JobKind, ...] = ("video", "audio", "3d")
+ALL_KINDS: tuple[JobKind, ...] = (*KINDS, *MEDIA_KINDS)
 
 #: The APIs a fake grid can serve: AIPG's ``/v1`` and the Horde's ``/api/v2``.
 ApiName = Literal["v1", "v2"]
@@ -33,6 +37,9 @@ WORKER_NAMES: dict[JobKind, str] = {
     "text": "fake-text-worker-1",
     "image": "fake-image-worker-1",
     "interrogation": "fake-alchemist-1",
+    "video": "fake-video-worker-1",
+    "audio": "fake-audio-worker-1",
+    "3d": "fake-3d-worker-1",
 }
 WORKER_IDS: dict[JobKind, str] = {
     kind: str(uuid.uuid5(uuid.NAMESPACE_URL, f"fakegrid:{name}"))

@@ -10,10 +10,12 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 
 from aipg_mcp.testing.v1.account import AccountRoutes
 from aipg_mcp.testing.v1.generation import GenerationRoutes
+from aipg_mcp.testing.v1.media import MediaRoutes
 from aipg_mcp.testing.v1.status import StatusRoutes
+from aipg_mcp.testing.v1.styles import StyleRoutes
 
 
-class V1Api(GenerationRoutes, StatusRoutes, AccountRoutes):
+class V1Api(GenerationRoutes, MediaRoutes, StyleRoutes, StatusRoutes, AccountRoutes):
     """The ``/v1`` routes (plus ``/health``) bound to one :class:`FakeGrid`."""
 
     def routes(self) -> list[BaseRoute]:
@@ -21,6 +23,10 @@ class V1Api(GenerationRoutes, StatusRoutes, AccountRoutes):
         table: list[tuple[str, str, Callable[[Request], Any], str]] = [
             ("/chat/completions", "POST", self.chat, "v1_chat"),
             ("/images/generations", "POST", self.images, "v1_images"),
+            ("/videos/generations", "POST", self.videos, "v1_videos"),
+            ("/audio/generations", "POST", self.audio, "v1_audio"),
+            ("/3d/generations", "POST", self.threed, "v1_3d"),
+            ("/styles", "GET", self.styles, "v1_styles"),
             ("/progress/{token}", "GET", self.progress_route, "v1_progress"),
             ("/models", "GET", self.models, "v1_models"),
             ("/models/{model}/params", "GET", self.model_params, "v1_model_params"),

@@ -16,10 +16,10 @@ import anyio
 from starlette.requests import Request
 
 from aipg_mcp.testing.gateway import DroppedConnection
-from aipg_mcp.testing.state import WORKER_NAMES, FakeJob, FakeUser, JobState
+from aipg_mcp.testing.state import MEDIA_KINDS, WORKER_NAMES, FakeJob, FakeUser, JobState
+from aipg_mcp.testing.v1.recipes import media_den, media_price
 from aipg_mcp.testing.v1.schema import (
     DEFAULT_IMAGE_PRICE_MICRO,
-    DEFAULT_MEDIA_PRICES_MICRO,
     DEFAULT_TEXT_PRICE_MICRO,
     V1Error,
     rate_limited,
@@ -51,12 +51,19 @@ INFERENCE_SCOPE = "inference.submit"
 DEFAULT_V1_LIMITS: dict[str, tuple[int, float]] = {
     "v1_chat": (30, 60.0),
     "v1_images": (10, 60.0),
+    "v1_videos": (4, 60.0),
+    "v1_audio": (4, 60.0),
+    "v1_3d": (4, 60.0),
     "v1_quote": (120, 60.0),
 }
 V1_ROUTE_NAMES = frozenset(
     {
         "v1_chat",
         "v1_images",
+        "v1_videos",
+        "v1_audio",
+        "v1_3d",
+        "v1_styles",
         "v1_progress",
         "v1_media",
         "v1_models",
@@ -81,6 +88,9 @@ QUOTA_MESSAGE = (
     "Free daily limit reached ({limit} requests/day). Resets in {hours}h {minutes}m. "
     "Upgrade or stake AIPG for unlimited access: https://aipowergrid.io"
 )
+
+MEDIA_CRASHED = "fake media backend crashed"
+NO_MEDIA = "No media returned"
 
 #: Real seconds between two looks at the fake clock while a call waits for its job.
 POLL_SECONDS = 0.01
@@ -203,6 +213,29 @@ class V1Base:
 
         return release
 
+    async def _wait_media(self, job: FakeJob, idle: float, timed_out: str) -> None:
+        """Block until a media job (image, video, song, mesh) is done: 502 when its worker
+        failed (the worker's message) or it vanished, 504 ``timed_out`` when no worker took it
+        within ``idle`` seconds (a running job reports progress, which keeps the call alive)."""
+        grid = self.grid
+        while True:
+            grid.sync()
+            if job.state is JobState.FINISHED:
+                return
+            if job.state is JobState.FAULTED:
+                raise V1Error(502, MEDIA_CRASHED)
+            if job.done or job.id not in grid.jobs:
+                raise V1Error(502, NO_MEDIA)
+            waited = grid.now() - job.submitted_at
+            if job.state is JobState.WAITING and waited >= idle:
+                raise V1Error(504, timed_out)
+            await self._tick()
+
+    def _media_url(self, request: Request, key: str) -> str:
+        """The public URL of a stored result: the media host, else this API's own host."""
+        root = self.grid.media_origin or f"{request.url.scheme}://{request.url.netloc}"
+        return f"{root}/media/{key}"
+
     async def _tick(self) -> None:
         """Let the fake clock move; when the server shuts down, cut the connection of a request
         still waiting, as a real grid's restart does (its client gets no answer at all)."""
@@ -233,9 +266,19 @@ class V1Base:
 
     @staticmethod
     def _units(job: FakeJob) -> int:
-        return len(job.params["tokens"]) if job.kind == "text" else job.n
+        """Output units as the ledger counts them: tokens, images, video frames, whole seconds
+        of audio, meshes."""
+        if job.kind == "text":
+            return len(job.params["tokens"])
+        if job.kind == "video":
+            return max(job.n, int(job.params["frames"]))
+        if job.kind == "audio":
+            return max(job.n, round(float(job.params["seconds"])))
+        return job.n
 
     def _den(self, job: FakeJob) -> float:
+        if job.kind in MEDIA_KINDS:
+            return media_den(job.kind, job.params, job.n)
         per_unit = 0.001 if job.kind == "text" else 1.2
         return round(self._units(job) * per_unit, 6)
 
@@ -262,7 +305,7 @@ class V1Base:
             return {"image": DEFAULT_IMAGE_PRICE_MICRO}
         if modality == "text" and model in grid.v1_text_models:
             return DEFAULT_TEXT_PRICE_MICRO
-        return DEFAULT_MEDIA_PRICES_MICRO.get(model)
+        return media_price(model)
 
     def _cost(self, job: FakeJob) -> int:
         """What a finished job costs (micro-USD); with charging off it is only metered."""
@@ -270,6 +313,10 @@ class V1Base:
         if job.kind == "text":
             prompt = int(job.params["prompt_tokens"]) * price.get("input_token", 0.0)
             return math.ceil(prompt + self._units(job) * price.get("output_token", 0.0))
+        if job.kind in ("video", "audio"):
+            return math.ceil(price.get("second", 0.0) * float(job.params["seconds"]))
+        if job.kind == "3d":
+            return math.ceil(price.get("mesh", 0.0) * job.n)
         return math.ceil(price.get("image", 0.0) * job.n)
 
     def _free_spent(self, user: FakeUser) -> int:

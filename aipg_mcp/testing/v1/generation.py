@@ -36,6 +36,7 @@ from aipg_mcp.testing.v1.schema import (
     parse_body,
     parse_size,
 )
+from aipg_mcp.testing.v1.styles import apply_style
 from aipg_mcp.testing.v1.timeline import last_event, reply_tokens, token_seconds, tokens_out
 
 
@@ -75,12 +76,6 @@ TEXT_GAVE_UP = "No worker could complete this job; giving up."
 
 
 TEXT_FAILED_MID = "Worker failed mid-generation; please retry."
-
-
-MEDIA_CRASHED = "fake media backend crashed"
-
-
-NO_MEDIA = "No media returned"
 
 
 IMAGE_TIMED_OUT = "image generation timed out"
@@ -283,18 +278,20 @@ class GenerationRoutes(V1Base):
         body = parse_body(ImageRequest, await request.body())
         self._limit(request, "v1_images")
         user = self._authenticate(request, INFERENCE_SCOPE)
-        extras: dict[str, Any] = body.model_extra or {}
-        if body.style:
-            raise V1Error(404, f"Unknown style '{body.style}'.")
+        extras: dict[str, Any] = dict(body.model_extra or {})
         if body.worker:
             raise V1Error(404, f"No worker named '{body.worker}'.")
+        prompt, style_model = body.prompt, None
+        if body.style:  # a known style rewrites the prompt and extras; an unknown one is a 404
+            styled = apply_style(self.grid.v1_styles, body.style, body.prompt, extras)
+            prompt, style_model = styled.prompt, styled.model
         source_size = None
         if body.image is not None:
             if body.n > 1:
                 raise V1Error(422, "n>1 is not supported with a source image")
             source_size = decode_source_image(body.image)
         self.grid.sync()
-        model = self._image_model(body.model or DEFAULT_IMAGE_MODEL)
+        model = self._image_model(body.model or style_model or DEFAULT_IMAGE_MODEL)
         self._consume_quota(user)
         if source_size is not None and "size" not in body.model_fields_set:
             width, height = auto_size(source_size)
@@ -326,11 +323,11 @@ class GenerationRoutes(V1Base):
                 "image",
                 user,
                 n=body.n,
-                prompt=body.prompt,
+                prompt=prompt,
                 models=[model],
                 params=params,
                 kudos_per_job=0.0,
-                directives_text=body.prompt,
+                directives_text=prompt,
                 source_size=source_size,
                 api="v1",
             )
@@ -351,22 +348,9 @@ class GenerationRoutes(V1Base):
         return requested
 
     async def _wait_image(self, job: FakeJob) -> None:
-        grid = self.grid
-        while True:
-            grid.sync()
-            if job.state is JobState.FINISHED:
-                return
-            if job.state is JobState.FAULTED:
-                raise V1Error(502, MEDIA_CRASHED)
-            if job.done or job.id not in grid.jobs:
-                raise V1Error(502, NO_MEDIA)
-            waited = grid.now() - job.submitted_at
-            if job.state is JobState.WAITING and waited >= grid.v1_idle_timeout:
-                raise V1Error(504, IMAGE_TIMED_OUT)
-            await self._tick()
+        await self._wait_media(job, self.grid.v1_idle_timeout, IMAGE_TIMED_OUT)
 
     async def _image_answer(self, request: Request, job: FakeJob) -> dict[str, Any]:
-        root = self.grid.media_origin or f"{request.url.scheme}://{request.url.netloc}"
         data = []
         for generation in job.generations:
             key = f"image/{job.id}/{generation.index}.{job.params['extension']}"
@@ -375,7 +359,7 @@ class GenerationRoutes(V1Base):
                 raw = await self.grid.store.read(key)
                 item["b64_json"] = base64.b64encode(raw).decode("ascii")
             else:
-                item["url"] = f"{root}/media/{key}"
+                item["url"] = self._media_url(request, key)
             item["seed"] = generation.seed
             data.append(item)
         duration = (job.ended_at or 0.0) - (job.started_at or 0.0)

@@ -7,8 +7,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from aipg_mcp.testing.state import FakeJob, JobKind
+from aipg_mcp.testing.state import MEDIA_KINDS, FakeJob, JobKind
 from aipg_mcp.testing.v1.base import V1Base
+from aipg_mcp.testing.v1.recipes import find_recipe, generation_modes, param_schema, virtual_models
 from aipg_mcp.testing.v1.schema import (
     MAX_SEED,
     V1Error,
@@ -30,12 +31,42 @@ class StatusRoutes(V1Base):
     """``/health`` and the ``/v1`` models, status, stats and recent-jobs routes."""
 
     def _online_models(self) -> list[tuple[str, JobKind, int]]:
+        """What workers advertise: ``(name, kind, workers)`` of every online model."""
         grid = self.grid
-        tables: tuple[tuple[JobKind, dict[str, int]], ...] = (
-            ("text", grid.v1_text_models),
-            ("image", grid.v1_image_models),
-        )
+        kinds: tuple[JobKind, ...] = ("text", "image", *MEDIA_KINDS)
+        tables = [(kind, grid.models_for(kind, "v1")) for kind in kinds]
         return [(name, kind, table[name]) for kind, table in tables for name in self._online(table)]
+
+    def _status_entries(self) -> list[dict[str, Any]]:
+        """``/v1/status/models``: the online models, then the recipe models that run on one of
+        them (``recipe_backed``), busiest first, each with its last day's statistics."""
+        ledger = self._ledger(within=86400.0)
+        online = self._online_models()
+        listed = [(name, kind, count, False) for name, kind, count in online]
+        for media in MEDIA_KINDS:
+            checkpoints = {name: count for name, kind, count in online if kind == media}
+            virtual = virtual_models(self.grid.v1_recipes, checkpoints, media)
+            listed.extend((name, media, count, True) for name, count in virtual.items())
+        entries = []
+        for name, kind, count, backed in listed:
+            jobs = [job for job in ledger if job.model == name and job.kind == kind]
+            entry: dict[str, Any] = {
+                "name": name,
+                "count": count,
+                "type": kind,
+                "max_context_length": CONTEXT_LENGTH if kind == "text" else None,
+                **self._stats(jobs),
+            }
+            if backed:
+                entry["recipe_backed"] = True
+            modes = generation_modes(find_recipe(self.grid.v1_recipes, name))
+            if kind == "image":
+                entry["capabilities"] = list(IMAGE_CAPABILITIES)
+            elif modes:
+                entry["capabilities"] = modes
+            entries.append(entry)
+        entries.sort(key=lambda entry: (-entry["count"], entry["name"].lower()))
+        return entries
 
     async def health(self, request: Request) -> Response:
         """``GET /health``."""
@@ -67,8 +98,8 @@ class StatusRoutes(V1Base):
         return JSONResponse({"object": "list", "data": data})
 
     async def model_params(self, request: Request) -> Response:
-        """``GET /v1/models/{id}/params``: knob ranges for image models, a sampler schema for
-        online text models, else 404."""
+        """``GET /v1/models/{id}/params``: knob ranges for image and recipe (video, 3D) models, a
+        sampler schema for online text models, else 404 (audio included: it has no recipe)."""
         name = request.path_params["model"]
         grid = self.grid
         if name in grid.v1_image_models:
@@ -82,6 +113,9 @@ class StatusRoutes(V1Base):
                         "maximum": band[1],
                     }
             return JSONResponse(params)
+        recipe = find_recipe(grid.v1_recipes, name)
+        if recipe is not None:  # video and 3D: the recipe's bands, online or not
+            return JSONResponse(param_schema(recipe))
         if name in self._online(grid.v1_text_models):
             return JSONResponse(self._text_params(name))
         raise V1Error(404, f"Model '{name}' not found")
@@ -139,22 +173,7 @@ class StatusRoutes(V1Base):
 
     async def status_models(self, request: Request) -> Response:
         """``GET /v1/status/models``: every online model with 24 h stats, busiest first."""
-        ledger = self._ledger(within=86400.0)
-        entries = []
-        for name, kind, count in self._online_models():
-            jobs = [job for job in ledger if job.model == name and job.kind == kind]
-            entry: dict[str, Any] = {
-                "name": name,
-                "count": count,
-                "type": kind,
-                "max_context_length": CONTEXT_LENGTH if kind == "text" else None,
-                **self._stats(jobs),
-            }
-            if kind == "image":
-                entry["capabilities"] = list(IMAGE_CAPABILITIES)
-            entries.append(entry)
-        entries.sort(key=lambda entry: (-entry["count"], entry["name"]))
-        return JSONResponse(entries)
+        return JSONResponse(self._status_entries())
 
     async def status_network(self, request: Request) -> Response:
         """``GET /v1/status/network``: capacity, charging, incidents and advisories."""
@@ -162,12 +181,14 @@ class StatusRoutes(V1Base):
         online = self._online_models()
         models = [
             {
-                "name": name,
-                "type": kind,
-                "workers": count,
-                "capabilities": list(IMAGE_CAPABILITIES) if kind == "image" else ["chat"],
+                "name": entry["name"],
+                "type": entry["type"],
+                "workers": entry["count"],
+                "capabilities": ["chat"]
+                if entry["type"] == "text"
+                else list(entry.get("capabilities", [])),
             }
-            for name, kind, count in online
+            for entry in self._status_entries()
         ]
         healthy = bool(online) and not grid.v1_incidents
         return JSONResponse(
@@ -195,8 +216,10 @@ class StatusRoutes(V1Base):
         )
 
     def _totals(self, jobs: list[FakeJob]) -> dict[str, dict[str, Any]]:
+        """Jobs, den and units per type: text and image always, media types once they ran."""
         totals: dict[str, dict[str, Any]] = {}
-        for kind in ("text", "image"):
+        ran = {job.kind for job in jobs}
+        for kind in ("text", "image", *(media for media in MEDIA_KINDS if media in ran)):
             of_kind = [job for job in jobs if job.kind == kind]
             totals[kind] = {
                 "jobs": len(of_kind),

@@ -6,9 +6,10 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 
 from aipg_mcp.testing.v2.generation import GenerationRoutes
 from aipg_mcp.testing.v2.status import StatusRoutes
+from aipg_mcp.testing.v2.styles import StyleRoutes
 
 
-class V2Api(GenerationRoutes, StatusRoutes):
+class V2Api(GenerationRoutes, StatusRoutes, StyleRoutes):
     """The ``/api/v2`` routes bound to one :class:`FakeGrid`."""
 
     def mount(self) -> Mount:
@@ -35,6 +36,22 @@ class V2Api(GenerationRoutes, StatusRoutes):
             ("/status/performance", "GET", self.performance, "performance"),
             ("/status/news", "GET", self.news, "news"),
             ("/status/heartbeat", "GET", self.heartbeat, "heartbeat"),
+            ("/styles/image", "GET", self.styles_image, "styles_image"),
+            ("/styles/image/{style_id}", "GET", self.style_image, "style_image"),
+            (
+                "/styles/image_by_name/{style_name}",
+                "GET",
+                self.style_image_by_name,
+                "style_image_by_name",
+            ),
+            ("/styles/text", "GET", self.styles_text, "styles_text"),
+            ("/styles/text/{style_id}", "GET", self.style_text, "style_text"),
+            (
+                "/styles/text_by_name/{style_name}",
+                "GET",
+                self.style_text_by_name,
+                "style_text_by_name",
+            ),
         ]
         return [
             Route(path, endpoint, methods=[method], name=name)
