@@ -60,6 +60,7 @@ async def test_a_500_on_submit_may_have_queued_the_job_and_is_not_resent(
 async def test_a_failed_worker_reads_as_a_retry_then_as_faulted_by_workers(
     grid: Grid, client: Client
 ) -> None:
+    grid.fake.freeze_clock()  # the retry is 0.65 s long on the fake clock: only steps move it
     handle = report(
         await client.call_tool(
             "generate_image", {"prompt": "boom [fake:fault]", "wait_seconds": 0, **SMALL}

@@ -153,6 +153,7 @@ class FakeGrid(Simulation, Catalog):
         self.queue_refresh_seconds = queue_refresh_seconds
         self.check_cache_seconds = check_cache_seconds
         self.clock_offset = 0.0
+        self.clock_frozen_at: tuple[float, float] | None = None
         self._sim_time = time.monotonic()
         self._workers_online = workers_online
         self._worker_threads = worker_threads

@@ -49,6 +49,8 @@ class Simulation:
     interrogation_expiry_seconds: float
     queue_refresh_seconds: float
     clock_offset: float
+    # Where the clock stands while frozen (monotonic, epoch): see :meth:`freeze_clock`.
+    clock_frozen_at: tuple[float, float] | None
     text_models: dict[str, int]
     image_models: dict[str, int]
     v1_text_models: dict[str, int]
@@ -92,12 +94,23 @@ class Simulation:
     # ------------------------------------------------------------------------------ the clock
 
     def now(self) -> float:
-        """The fake clock: ``time.monotonic() + clock_offset``."""
-        return time.monotonic() + self.clock_offset
+        """The fake clock: ``time.monotonic() + clock_offset`` (or the moment it was frozen)."""
+        frozen = self.clock_frozen_at
+        return (time.monotonic() if frozen is None else frozen[0]) + self.clock_offset
 
     def epoch(self) -> float:
         """Wall-clock epoch seconds on the fake clock (for URL expiry and limiter headers)."""
-        return time.time() + self.clock_offset
+        frozen = self.clock_frozen_at
+        return (time.time() if frozen is None else frozen[1]) + self.clock_offset
+
+    def freeze_clock(self) -> None:
+        """Stop the fake clock: from now on only :meth:`advance` moves it.
+
+        For tests that step a job through moments closer together than a loaded machine
+        answers a call; a frozen grid's blocking ``/v1`` calls end only when a test advances it.
+        """
+        if self.clock_frozen_at is None:
+            self.clock_frozen_at = (time.monotonic(), time.time())
 
     def epoch_of(self, at: float) -> float:
         """The wall-clock epoch of a moment ``at`` of the fake clock (:meth:`now` terms)."""
