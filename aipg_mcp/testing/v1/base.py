@@ -327,6 +327,21 @@ class V1Base:
             if job.user is user and int(self.grid.epoch_of(job.ended_at or 0.0) // 86400) == today
         )
 
+    def _media_answer(self, job: FakeJob, data: list[dict[str, Any]]) -> dict[str, Any]:
+        """The body of a finished image, video, audio or 3D call: its files and the grid block."""
+        duration = (job.ended_at or 0.0) - (job.started_at or 0.0)
+        return {
+            "created": int(self.grid.epoch()),
+            "data": data,
+            "grid": {
+                "job_id": job.id,
+                "worker": WORKER_NAMES[job.kind],
+                "gen_time": round(duration, 2),
+                "model": job.model,
+                "recipe_root": None,
+            },
+        }
+
     def _ledger_row(self, job: FakeJob) -> dict[str, Any]:
         result = "".join(job.params["tokens"]) if job.kind == "text" else job.id
         return {

@@ -362,18 +362,7 @@ class GenerationRoutes(V1Base):
                 item["url"] = self._media_url(request, key)
             item["seed"] = generation.seed
             data.append(item)
-        duration = (job.ended_at or 0.0) - (job.started_at or 0.0)
-        return {
-            "created": int(self.grid.epoch()),
-            "data": data,
-            "grid": {
-                "job_id": job.id,
-                "worker": WORKER_NAMES["image"],
-                "gen_time": round(duration, 2),
-                "model": job.model,
-                "recipe_root": None,
-            },
-        }
+        return self._media_answer(job, data)
 
     async def progress_route(self, request: Request) -> Response:
         """``GET /v1/progress/{token}``: ``{"progress": int | null}``, never 404, no key."""

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from aipg_mcp.testing.mediafiles import AudioSpec, MediaSpec, MeshSpec, VideoSpec
-from aipg_mcp.testing.state import WORKER_NAMES, FakeJob, FakeUser, JobKind
+from aipg_mcp.testing.state import FakeJob, FakeUser, JobKind
 from aipg_mcp.testing.v1.base import INFERENCE_SCOPE, V1Base
 from aipg_mcp.testing.v1.media_schema import (
     ACE_STEP_RECIPE_ROOT,
@@ -173,7 +173,7 @@ class MediaRoutes(V1Base):
         )
         job = await self._dispatch(user, call)
         data = await self._outputs(request, job, body.response_format == "b64_json")
-        return JSONResponse(self._answer(job, data))
+        return JSONResponse(self._media_answer(job, data))
 
     # ------------------------------------------------------------------------------ audio
 
@@ -213,7 +213,7 @@ class MediaRoutes(V1Base):
         )
         job = await self._dispatch(user, call)
         data = await self._outputs(request, job, False)
-        answer = self._answer(job, data)
+        answer = self._media_answer(job, data)
         answer["grid"].update({"recipe_root": ACE_STEP_RECIPE_ROOT, "controls": controls})
         return JSONResponse(answer)
 
@@ -247,7 +247,7 @@ class MediaRoutes(V1Base):
         job = await self._dispatch(user, call)
         data = await self._outputs(request, job, body.response_format == "b64_json")
         meshes = [{"seed": item.pop("seed"), **item} for item in data]  # the grid puts seed first
-        return JSONResponse(self._answer(job, meshes))
+        return JSONResponse(self._media_answer(job, meshes))
 
     # --------------------------------------------------------------------------- shared
 
@@ -328,17 +328,3 @@ class MediaRoutes(V1Base):
             item["seed"] = generation.seed
             data.append(item)
         return data
-
-    def _answer(self, job: FakeJob, data: list[dict[str, Any]]) -> dict[str, Any]:
-        duration = (job.ended_at or 0.0) - (job.started_at or 0.0)
-        return {
-            "created": int(self.grid.epoch()),
-            "data": data,
-            "grid": {
-                "job_id": job.id,
-                "worker": WORKER_NAMES[job.kind],
-                "gen_time": round(duration, 2),
-                "model": job.model,
-                "recipe_root": None,
-            },
-        }
