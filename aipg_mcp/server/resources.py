@@ -61,8 +61,11 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
 
     @mcp.resource("aipg://performance", title="Grid performance", mime_type="application/json")
     async def performance() -> Any:
-        """Queue sizes, worker counts and throughput of the grid right now."""
-        return await cached("performance", lambda backend: backend.performance())
+        """Queues, workers and throughput of the grid right now, and the kinds of job it runs
+        (``modalities``: text, image, caption, video, audio, 3d)."""
+        answer = await cached("performance", lambda backend: backend.performance())
+        backend = await holder.get().backend()
+        return {**answer, "modalities": backend.capabilities.modality_names}
 
     @mcp.resource("aipg://modes", title="Grid modes", mime_type="application/json")
     async def modes() -> Any:
