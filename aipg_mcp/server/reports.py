@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from pydantic import BaseModel, Field, field_serializer
+from pydantic.json_schema import SkipJsonSchema
 
 from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState, MediaOutput
 from aipg_mcp.server.alternatives import suggestion
@@ -104,9 +105,8 @@ class JobReport(BaseModel):
     texts: list[TextItem] = Field(default_factory=list)
     images: list[ImageItem] = Field(default_factory=list)
     captions: list[CaptionItem] = Field(default_factory=list)
-    media: list[MediaItem] = Field(
-        default_factory=list, description="Videos, songs and 3D meshes, saved as files."
-    )
+    # Left out of the schema of the tools that make no media files (see MediaJobReport).
+    media: SkipJsonSchema[list[MediaItem]] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     message: str = Field("", description="What happened, in one or two sentences.")
     next_step: str | None = Field(None, description="The call to make next, if any.")
@@ -114,6 +114,12 @@ class JobReport(BaseModel):
     @field_serializer("warnings")
     def _each_once(self, warnings: list[str]) -> list[str]:
         return distinct_warnings(warnings)
+
+
+class MediaJobReport(JobReport):
+    """A :class:`JobReport` of a video, audio or 3D job: ``media`` lists its saved file."""
+
+    media: list[MediaItem] = Field(default_factory=list)
 
 
 def distinct_warnings(warnings: list[str]) -> list[str]:

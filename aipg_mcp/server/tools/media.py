@@ -19,7 +19,7 @@ from aipg_mcp.grid.requests import (
     MeshRequest,
     VideoRequest,
 )
-from aipg_mcp.server.reports import JobReport
+from aipg_mcp.server.reports import MediaJobReport
 from aipg_mcp.server.tools.common import (
     AppContext,
     NewJob,
@@ -87,7 +87,7 @@ async def generate_video(
     model: MediaModel = None,
     wait_seconds: WaitSeconds = None,
     new_job: NewJob = False,
-) -> Annotated[CallToolResult, JobReport]:
+) -> Annotated[CallToolResult, MediaJobReport]:
     """Generate a short video (MP4) on AI Power Grid from a prompt, or animate a start frame.
 
     Videos take minutes: you usually get a job handle first; call get_status(job_id) to wait
@@ -152,7 +152,7 @@ async def generate_audio(
     model: MediaModel = None,
     wait_seconds: WaitSeconds = None,
     new_job: NewJob = False,
-) -> Annotated[CallToolResult, JobReport]:
+) -> Annotated[CallToolResult, MediaJobReport]:
     """Generate music or sound (a WAV file) on AI Power Grid from a prompt and optional lyrics.
 
     Returns the saved file's path and resource_uri, its seed and length, and the sound itself
@@ -196,7 +196,7 @@ async def generate_3d(
     model: MediaModel = None,
     wait_seconds: WaitSeconds = None,
     new_job: NewJob = False,
-) -> Annotated[CallToolResult, JobReport]:
+) -> Annotated[CallToolResult, MediaJobReport]:
     """Turn a picture of an object into a textured 3D mesh (a GLB file) on AI Power Grid.
 
     Returns the saved file's path and resource_uri (model/gltf-binary) and its seed. Costs
