@@ -413,3 +413,19 @@ async def test_the_three_tools_over_streamable_http(fake: FakeGrid, http_url: st
 
     async with authed_client(http_url, "auto") as client:
         await drive_three_tools(client, fake)
+
+
+async def test_a_worker_failure_and_a_grid_timeout_are_reported(
+    fake: FakeGrid, client: Client
+) -> None:
+    failed = report(
+        await client.call_tool("generate_video", {"prompt": "x [fake:fault]", "seconds": 1})
+    )
+    assert failed["state"] == "faulted" and not failed["media"]
+    assert failed["message"] and "Submit again" in (failed["next_step"] or "")
+    fake.v1_media_timeouts["video"] = 0.5
+    stuck = report(
+        await client.call_tool("generate_video", {"prompt": "x [fake:never]", "seconds": 1})
+    )
+    assert stuck["state"] == "faulted" and "timed out" in stuck["message"]
+    assert "may still finish and bill" in (stuck["next_step"] or "")
