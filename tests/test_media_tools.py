@@ -14,6 +14,7 @@ import io
 import json
 import os
 import struct
+import subprocess
 import sys
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -429,3 +430,22 @@ async def test_a_worker_failure_and_a_grid_timeout_are_reported(
     )
     assert stuck["state"] == "faulted" and "timed out" in stuck["message"]
     assert "may still finish and bill" in (stuck["next_step"] or "")
+
+
+def test_a_server_starts_without_loading_pyav(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from aipg_mcp.config import Settings\n"
+        "from aipg_mcp.server.app import build_server\n"
+        f"build_server(Settings(output_dir=Path({str(tmp_path)!r}), data_dir=Path({str(tmp_path)!r})))\n"
+        "print('av' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "False", done.stderr
