@@ -32,9 +32,16 @@ from PIL import Image
 from pydantic import SecretStr
 
 from aipg_mcp.config import Settings
+from aipg_mcp.grid.aipg.errors import refused_before_work, v1_error_from_response
+from aipg_mcp.grid.aipg.wire import in_callers_terms
+from aipg_mcp.grid.errors import NoWorkers, Unsupported
+from aipg_mcp.grid.jobs import JobKind
 from aipg_mcp.server.app import build_server
+from aipg_mcp.server.media import MediaError
+from aipg_mcp.server.media.files import MediaFacts, check_media
 from aipg_mcp.server.media.previews import INLINE_BASE64_BUDGET
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
+from aipg_mcp.testing.mediafiles import AudioSpec, MeshSpec, VideoSpec
 from tests.conftest import API_KEY, Grid
 from tests.results import report, text_of
 
@@ -268,6 +275,23 @@ async def test_an_identical_call_reuses_the_job(fake: FakeGrid, client: Client) 
     assert await settled(fake, "v1_audio") == 2
 
 
+async def test_a_cut_download_is_not_saved_and_get_status_fetches_it_again(
+    fake: FakeGrid, client: Client
+) -> None:
+    fake.inject("v1_media", malformed=True, times=None)  # every download attempt is cut
+    first = report(
+        await client.call_tool("generate_3d", {"image": base64.b64encode(png()).decode()})
+    )
+    (item,) = first["media"]
+    assert item["faulted"] and item["path"] is None
+    assert "not a whole GLB" in item["error"]
+    fake.clear_faults()
+    again = report(await client.call_tool("get_status", {"job_id": first["job_id"]}))
+    (item,) = again["media"]
+    assert not item["faulted"] and Path(item["path"]).read_bytes() == await served_bytes(fake, "3d")
+    assert fake.count("v1_3d") == 1
+
+
 # ----------------------------------------------------------------------------- refusals
 
 
@@ -449,3 +473,36 @@ def test_a_server_starts_without_loading_pyav(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.stdout.strip() == "False", done.stderr
+
+
+# ------------------------------------------------------------------------------ pieces
+
+
+def test_only_whole_files_of_their_type_pass() -> None:
+    video = VideoSpec(256, 256, 8, 8, seed=1).render()
+    song = AudioSpec(10, seed=1).render()
+    mesh = MeshSpec(seed=1).render()
+    assert check_media(JobKind.VIDEO, video) == MediaFacts()
+    assert check_media(JobKind.AUDIO, song).seconds == pytest.approx(10)
+    assert check_media(JobKind.MESH, mesh) == MediaFacts()
+    for kind, data in ((JobKind.VIDEO, video), (JobKind.AUDIO, song), (JobKind.MESH, mesh)):
+        with pytest.raises(MediaError):
+            check_media(kind, data[: len(data) - 7])  # cut short
+        with pytest.raises(MediaError):
+            check_media(kind, png())  # another type
+    with pytest.raises(MediaError):
+        check_media(JobKind.VIDEO, song)
+
+
+def test_grid_refusals_name_the_callers_arguments() -> None:
+    refused = v1_error_from_response(
+        422, {"detail": [{"loc": ["body", "inference_steps"], "msg": "too many"}]}
+    )
+    assert in_callers_terms(refused, JobKind.AUDIO).fields == {"steps": "too many"}  # type: ignore[attr-defined]
+    sized = v1_error_from_response(422, {"detail": [{"loc": ["body", "size"], "msg": "bad"}]})
+    assert in_callers_terms(sized, JobKind.VIDEO).fields == {"width/height": "bad"}  # type: ignore[attr-defined]
+    off = v1_error_from_response(503, {"detail": "Audio generation is not enabled."})
+    assert isinstance(off, Unsupported) and refused_before_work(off)
+    assert "switched off" in off.describe()
+    busy = v1_error_from_response(503, {"detail": "No video workers are online."})
+    assert isinstance(busy, NoWorkers)
