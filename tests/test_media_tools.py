@@ -237,6 +237,20 @@ async def test_mesh_from_a_file_and_from_a_saved_image(
     assert picture_size(sent["image"]) == (256, 256)
 
 
+async def test_a_style_is_passed_to_the_grid(fake: FakeGrid, client: Client) -> None:
+    body = report(
+        await client.call_tool(
+            "generate_video",
+            {"prompt": "a harbour", "style": "cinematic-motion", "seconds": 1, "fps": 8},
+        )
+    )
+    assert body["state"] == "done" and body["media"][0]["model"] == "LTX-2.3"
+    sent = next(r.json for r in fake.received if r.route == "v1_videos")
+    assert sent["style"] == "cinematic-motion" and "model" not in sent
+    (job,) = fake.v1_jobs("video")
+    assert "cinematic slow camera move" in job.prompt
+
+
 async def test_a_long_job_returns_a_handle_then_get_status_finishes_it(
     fake: FakeGrid, client: Client
 ) -> None:
@@ -349,6 +363,8 @@ async def test_horde_grids_name_the_grid_that_has_media(grid: Grid, settings: Se
             text = text_of(result)
             assert f"{noun} generation is not available on Horde v2" in text
             assert "AI Power Grid's /v1 API" in text
+        estimate = await client.call_tool("estimate_cost", {"kind": "video"})
+        assert estimate.is_error and "AI Power Grid's /v1 API" in text_of(estimate)
         account = await client.call_tool("get_account", {})
         assert "video" not in (account.structured_content or {})["modalities"]
     assert not [r for r in grid.fake.received if r.method == "POST"]

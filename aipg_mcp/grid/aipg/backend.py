@@ -189,7 +189,8 @@ class AipgV1Backend:
                 )
             case VideoRequest() | AudioRequest() | MeshRequest():
                 body = media_body(request, inline=self.options.inline_results)
-                await self._check_model_params(request.kind, body)
+                if "style" not in body or "model" in body:  # a style may pick its own model
+                    await self._check_model_params(request.kind, body)
                 return self._start(LocalJob(str(uuid.uuid4()), request.kind), self._run_media, body)
             case CaptionRequest():
                 raise Unsupported(
