@@ -1,7 +1,8 @@
 """The grid client: an async, typed client for AI Power Grid and AI Horde-compatible grids.
 
 It knows nothing of MCP. A request (:class:`TextRequest`, :class:`ImageRequest`,
-:class:`CaptionRequest`) says what to make in the product's own words; a :class:`GridBackend`
+:class:`CaptionRequest`, and on AI Power Grid :class:`VideoRequest`, :class:`AudioRequest`,
+:class:`MeshRequest`) says what to make in the product's own words; a :class:`GridBackend`
 (:class:`HordeV2Backend` for the Horde ``/api/v2`` protocol, :class:`AipgV1Backend` for AI Power
 Grid's ``/v1``, or whichever :class:`BackendSelector` finds at a URL) translates and submits it
 and reports the job in one vocabulary (:class:`Submission`, :class:`JobProgress`,
@@ -26,11 +27,20 @@ if TYPE_CHECKING:
         JobProgress,
         JobResult,
         JobState,
+        MediaOutput,
         Submission,
         TextOutput,
     )
     from aipg_mcp.grid.options import GridOptions
-    from aipg_mcp.grid.requests import CaptionRequest, ImageRequest, ModelType, TextRequest
+    from aipg_mcp.grid.requests import (
+        AudioRequest,
+        CaptionRequest,
+        ImageRequest,
+        MeshRequest,
+        ModelType,
+        TextRequest,
+        VideoRequest,
+    )
     from aipg_mcp.grid.select import BackendSelector
     from aipg_mcp.grid.transport import USER_AGENT
     from aipg_mcp.grid.waiting import WaitOutcome, wait_for_job
@@ -40,6 +50,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "AI_HORDE_BASE_URL": "aipg_mcp.grid.horde.backend",
     "AipgV1Backend": "aipg_mcp.grid.aipg.backend",
+    "AudioRequest": "aipg_mcp.grid.requests",
     "BackendSelector": "aipg_mcp.grid.select",
     "Capabilities": "aipg_mcp.grid.base",
     "CaptionOutput": "aipg_mcp.grid.jobs",
@@ -55,12 +66,15 @@ _HOMES = {
     "JobProgress": "aipg_mcp.grid.jobs",
     "JobResult": "aipg_mcp.grid.jobs",
     "JobState": "aipg_mcp.grid.jobs",
+    "MediaOutput": "aipg_mcp.grid.jobs",
+    "MeshRequest": "aipg_mcp.grid.requests",
     "ModelType": "aipg_mcp.grid.requests",
     "PollPolicy": "aipg_mcp.grid.base",
     "Submission": "aipg_mcp.grid.jobs",
     "TextOutput": "aipg_mcp.grid.jobs",
     "TextRequest": "aipg_mcp.grid.requests",
     "USER_AGENT": "aipg_mcp.grid.transport",
+    "VideoRequest": "aipg_mcp.grid.requests",
     "WaitOutcome": "aipg_mcp.grid.waiting",
     "wait_for_job": "aipg_mcp.grid.waiting",
 }
@@ -80,6 +94,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "USER_AGENT",
     "AipgV1Backend",
+    "AudioRequest",
     "BackendSelector",
     "Capabilities",
     "CaptionOutput",
@@ -94,11 +109,14 @@ __all__ = [
     "JobProgress",
     "JobResult",
     "JobState",
+    "MediaOutput",
+    "MeshRequest",
     "ModelType",
     "PollPolicy",
     "Submission",
     "TextOutput",
     "TextRequest",
+    "VideoRequest",
     "WaitOutcome",
     "wait_for_job",
 ]

@@ -15,8 +15,14 @@ from typing import Any, Protocol
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 
-from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobResult, Submission
-from aipg_mcp.grid.requests import GridRequest, ImageRequest, ModelType, TextRequest
+from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobResult, MediaOutput, Submission
+from aipg_mcp.grid.requests import (
+    GridRequest,
+    ImageRequest,
+    MediaRequest,
+    ModelType,
+    TextRequest,
+)
 
 
 class _Lookup(BaseModel):
@@ -67,6 +73,16 @@ class Capabilities:
     anonymous: bool = True
     captions: bool = True
     lookup_unknown_jobs: bool = True
+    # The kinds of job the backend runs.
+    modalities: frozenset[JobKind] = frozenset({JobKind.TEXT, JobKind.IMAGE, JobKind.CAPTION})
+
+    def serves(self, kind: JobKind) -> bool:
+        return kind in self.modalities
+
+    @property
+    def modality_names(self) -> list[str]:
+        """The kinds of job the backend runs, in the order the tools list them."""
+        return [kind.value for kind in JobKind if kind in self.modalities]
 
 
 class AccountInfo(_Lookup):
@@ -118,7 +134,7 @@ class GridBackend(Protocol):
         """
         ...
 
-    async def estimate(self, request: TextRequest | ImageRequest) -> Estimate:
+    async def estimate(self, request: TextRequest | ImageRequest | MediaRequest) -> Estimate:
         """What the request would cost, without queueing it."""
         ...
 
@@ -136,6 +152,10 @@ class GridBackend(Protocol):
 
     async def image_bytes(self, image: ImageOutput) -> bytes:
         """The image file (WEBP on Horde grids), downloaded or decoded, within size limits."""
+        ...
+
+    async def media_bytes(self, media: MediaOutput) -> bytes:
+        """A video, song or mesh file, downloaded or decoded, within size limits."""
         ...
 
     async def models(

@@ -1,4 +1,5 @@
-"""Result images: decoded from base64 or downloaded, within a size cap, by every backend."""
+"""Result files (images, videos, songs, meshes): decoded from base64 or downloaded, within a size
+cap, by every backend."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import base64
 import binascii
 
 from aipg_mcp.grid.errors import DownloadFailed, image_too_large
-from aipg_mcp.grid.jobs import ImageOutput
+from aipg_mcp.grid.jobs import ImageOutput, MediaOutput
 from aipg_mcp.grid.transport import GridTransport
 
 
 async def image_data(
-    transport: GridTransport, image: ImageOutput, *, max_bytes: int, seconds: float
+    transport: GridTransport,
+    image: ImageOutput | MediaOutput,
+    *,
+    max_bytes: int,
+    seconds: float,
 ) -> bytes:
-    """The image file: its base64 decoded, else its URL downloaded (no API key sent)."""
+    """The result file: its base64 decoded, else its URL downloaded (no API key sent)."""
     if image.base64 is not None:
         if image.base64 in ("", "N/A"):
             raise DownloadFailed(f"the grid holds no image data for image {image.id}")

@@ -28,6 +28,14 @@ class JobKind(StrEnum):
     TEXT = "text"
     IMAGE = "image"
     CAPTION = "caption"
+    VIDEO = "video"
+    AUDIO = "audio"
+    MESH = "3d"
+
+    @property
+    def media(self) -> bool:
+        """True for the kinds whose result is one file: a video, a song or a 3D mesh."""
+        return self in (JobKind.VIDEO, JobKind.AUDIO, JobKind.MESH)
 
 
 class JobState(StrEnum):
@@ -109,6 +117,35 @@ class ImageOutput(_Model):
     base64: str | None = Field(default=None, repr=False)
 
 
+MEDIA_FILES: dict[JobKind, tuple[str, str]] = {
+    JobKind.VIDEO: ("mp4", "video/mp4"),
+    JobKind.AUDIO: ("wav", "audio/wav"),
+    JobKind.MESH: ("glb", "model/gltf-binary"),
+}
+"""The file extension and MIME type of each media kind's result."""
+
+
+class MediaOutput(_Model):
+    """One generated video, song or 3D mesh as the grid described it; bytes are fetched
+    separately (as for images), from ``url`` or ``base64``."""
+
+    id: str
+    kind: JobKind
+    seed: str = ""
+    model: str | None = None
+    worker_name: str | None = None
+    url: str | None = None
+    base64: str | None = Field(default=None, repr=False)
+
+    @property
+    def extension(self) -> str:
+        return MEDIA_FILES[self.kind][0]
+
+    @property
+    def mime_type(self) -> str:
+        return MEDIA_FILES[self.kind][1]
+
+
 class CaptionOutput(_Model):
     form: str
     state: str
@@ -134,3 +171,4 @@ class JobResult(_Model):
     texts: list[TextOutput] = Field(default_factory=list)
     images: list[ImageOutput] = Field(default_factory=list)
     captions: list[CaptionOutput] = Field(default_factory=list)
+    media: list[MediaOutput] = Field(default_factory=list)

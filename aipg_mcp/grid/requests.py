@@ -57,6 +57,13 @@ UPSCALERS = frozenset(
     }
 )
 CaptionForm = Literal["caption", "interrogation", "nsfw"]
+TimeSignature = Literal["2/4", "3/4", "4/4", "6/8"]
+
+MAX_VIDEO_FRAMES = 240
+"""A video may have at most this many frames (``seconds * fps``): ten seconds at 24 fps."""
+KEY_SCALE_PATTERN = r"^[A-G](?:#|b)? (?:Major|minor)$"
+VOCAL_LANGUAGE_PATTERN = r"^[a-z]{2}$"
+MAX_MEDIA_SEED = 2**53 - 1
 
 
 class ModelType(StrEnum):
@@ -204,5 +211,85 @@ class CaptionRequest(_Request):
     forms: Annotated[list[CaptionForm], Field(min_length=1)]
 
 
-GridRequest = TextRequest | ImageRequest | CaptionRequest
+MediaSeed = Annotated[int | None, Field(ge=0, le=MAX_MEDIA_SEED)]
+
+
+class VideoRequest(_Request):
+    """A short video (MP4) from ``prompt``, or animating ``source_image`` (its first frame).
+
+    Sizes, timing and knobs left unset take the grid's or the model's own defaults.
+    """
+
+    kind: ClassVar[JobKind] = JobKind.VIDEO
+
+    prompt: Annotated[str, Field(min_length=1, max_length=20000)]
+    negative_prompt: str | None = None
+    model: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    width: Annotated[int | None, Field(ge=256, le=1536, multiple_of=64)] = None
+    height: Annotated[int | None, Field(ge=256, le=1536, multiple_of=64)] = None
+    seconds: Annotated[float, Field(ge=1, le=10)] = 4.0
+    fps: Annotated[int, Field(ge=8, le=30)] = 24
+    source_image: str | None = None
+    steps: Annotated[int | None, Field(ge=1, le=80)] = None
+    cfg_scale: Annotated[float | None, Field(ge=0, le=30)] = None
+    seed: MediaSeed = None
+    style: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        return _not_blank(value)
+
+    @model_validator(mode="after")
+    def _fits(self) -> VideoRequest:
+        frames = round(self.seconds * self.fps)
+        if frames > MAX_VIDEO_FRAMES:
+            raise ValueError(
+                f"seconds * fps makes {frames} frames; at most {MAX_VIDEO_FRAMES} (for example "
+                "10 s at 24 fps, or 8 s at 30 fps)"
+            )
+        if (self.width is None) != (self.height is None):
+            raise ValueError("give both width and height, or neither")
+        return self
+
+
+class AudioRequest(_Request):
+    """A song or soundscape (WAV) from ``prompt``, sung with ``lyrics`` when they are given."""
+
+    kind: ClassVar[JobKind] = JobKind.AUDIO
+
+    prompt: Annotated[str, Field(min_length=1, max_length=2000)]
+    lyrics: Annotated[str | None, Field(max_length=20000)] = None
+    model: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    seconds: Annotated[float, Field(ge=10, le=300)] = 30.0
+    steps: Annotated[int | None, Field(ge=1, le=20)] = None
+    bpm: Annotated[int | None, Field(ge=30, le=300)] = None
+    key_scale: Annotated[str | None, Field(pattern=KEY_SCALE_PATTERN)] = None
+    time_signature: TimeSignature | None = None
+    vocal_language: Annotated[str | None, Field(pattern=VOCAL_LANGUAGE_PATTERN)] = None
+    seed: MediaSeed = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        return _not_blank(value)
+
+
+class MeshRequest(_Request):
+    """A textured 3D mesh (GLB) of the object in ``image`` (what the grid accepts: base64)."""
+
+    kind: ClassVar[JobKind] = JobKind.MESH
+
+    image: Annotated[str, Field(min_length=1)]
+    model: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    steps: Annotated[int | None, Field(ge=4, le=30)] = None
+    guidance: Annotated[float | None, Field(ge=1, le=10)] = None
+    target_faces: Annotated[int | None, Field(ge=5000, le=300000)] = None
+    seed: MediaSeed = None
+
+
+MediaRequest = VideoRequest | AudioRequest | MeshRequest
+"""A request whose result is one media file."""
+
+GridRequest = TextRequest | ImageRequest | CaptionRequest | MediaRequest
 """Any request a backend's ``submit`` takes."""

@@ -130,7 +130,7 @@ def fingerprint(kind: JobKind, grid: str, params: Mapping[str, Any], identity: s
 def stored_params(request: GridRequest) -> dict[str, Any]:
     """The request as the ledger keeps it: source images replaced by a digest, never inlined."""
     params = request.described()
-    for key in ("source_image", "source_mask"):
+    for key in ("source_image", "source_mask", "image"):
         value = params.get(key)
         if isinstance(value, str) and not value.startswith(("http://", "https://")):
             digest = hashlib.sha256(value.encode()).hexdigest()[:16]
@@ -390,7 +390,7 @@ def _merge(
 
 
 def _output_count(result: JobResult) -> int:
-    return len(result.texts) + len(result.images) + len(result.captions)
+    return len(result.texts) + len(result.images) + len(result.captions) + len(result.media)
 
 
 def _select_one(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:

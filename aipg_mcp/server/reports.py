@@ -13,11 +13,13 @@ import re
 from typing import Any
 
 from pydantic import BaseModel, Field, field_serializer
+from pydantic.json_schema import SkipJsonSchema
 
-from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState
+from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState, MediaOutput
 from aipg_mcp.server.alternatives import suggestion
 from aipg_mcp.server.ledger import JobRecord
-from aipg_mcp.server.media import image_size, image_uri
+from aipg_mcp.server.media import image_size, image_uri, media_uri
+from aipg_mcp.server.media.files import MediaFacts
 
 
 class TextItem(BaseModel):
@@ -46,6 +48,29 @@ class ImageItem(BaseModel):
     path: str | None = Field(None, description="Where the full-size original is saved.")
     resource_uri: str | None = Field(None, description="MCP resource serving the saved original.")
     preview: bool = Field(False, description="An inline preview of it is in this result.")
+    error: str | None = None
+
+
+class MediaItem(BaseModel):
+    """One video, song or 3D mesh: where it is saved, what made it and what it holds."""
+
+    id: str = Field(description="Generation id on the grid.")
+    kind: JobKind = Field(description="video (MP4), audio (WAV) or 3d (GLB mesh).")
+    seed: str = Field("", description="Seed the worker used; pass it back to reproduce it.")
+    model: str | None = None
+    worker: str | None = Field(None, description="Name of the worker that made it.")
+    mime_type: str
+    path: str | None = Field(None, description="Where the file is saved.")
+    resource_uri: str | None = Field(None, description="MCP resource serving the saved file.")
+    bytes: int | None = Field(None, description="Size of the saved file.")
+    seconds: float | None = Field(None, description="Video or audio: its length.")
+    fps: float | None = Field(None, description="Video: frames per second.")
+    width: int | None = Field(None, description="Video: frame width.")
+    height: int | None = Field(None, description="Video: frame height.")
+    preview: bool = Field(
+        False, description="Frames (video) or the sound (audio) are inline in this result."
+    )
+    faulted: bool = Field(False, description="The file could not be fetched or saved.")
     error: str | None = None
 
 
@@ -80,6 +105,8 @@ class JobReport(BaseModel):
     texts: list[TextItem] = Field(default_factory=list)
     images: list[ImageItem] = Field(default_factory=list)
     captions: list[CaptionItem] = Field(default_factory=list)
+    # Left out of the schema of the tools that make no media files (see MediaJobReport).
+    media: SkipJsonSchema[list[MediaItem]] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     message: str = Field("", description="What happened, in one or two sentences.")
     next_step: str | None = Field(None, description="The call to make next, if any.")
@@ -87,6 +114,12 @@ class JobReport(BaseModel):
     @field_serializer("warnings")
     def _each_once(self, warnings: list[str]) -> list[str]:
         return distinct_warnings(warnings)
+
+
+class MediaJobReport(JobReport):
+    """A :class:`JobReport` of a video, audio or 3D job: ``media`` lists its saved file."""
+
+    media: list[MediaItem] = Field(default_factory=list)
 
 
 def distinct_warnings(warnings: list[str]) -> list[str]:
@@ -126,10 +159,33 @@ def summary(report: JobReport) -> str:
             f"Image {i} [{desc}]: {location}" + (f" ({image.error})" if image.error else "")
         )
     lines.extend(_caption_line(caption) for caption in report.captions)
+    lines.extend(_media_line(item) for item in report.media)
     lines.extend(f"Warning: {w}" for w in distinct_warnings(report.warnings))
     if report.next_step:
         lines.append(f"Next: {report.next_step}")
     return "\n".join(lines)
+
+
+_MEDIA_LABELS = {JobKind.VIDEO: "Video", JobKind.AUDIO: "Audio", JobKind.MESH: "3D mesh"}
+
+
+def _media_line(item: MediaItem) -> str:
+    """One video, song or mesh in words: what it holds, what made it, where it is."""
+    facts = [f"seed {item.seed}" if item.seed else "", item.model or ""]
+    if item.width and item.height:
+        facts.append(f"{item.width}x{item.height}")
+    if item.seconds:
+        facts.append(f"{item.seconds:g} s")
+    if item.fps:
+        facts.append(f"{item.fps:g} fps")
+    if item.worker:
+        facts.append(f"worker {item.worker}")
+    desc = ", ".join(f for f in facts if f)
+    where = item.path or "not saved"
+    if item.resource_uri:
+        where += f" ({item.resource_uri}, {item.mime_type})"
+    label = _MEDIA_LABELS.get(item.kind, item.kind.value)
+    return f"{label} [{desc}]: {where}" + (f" ({item.error})" if item.error else "")
 
 
 _WARNING_PREFIX = re.compile(r"^(\s*warning\s*:)+", re.IGNORECASE)
@@ -167,8 +223,11 @@ def job_report(
     *,
     errors: dict[str, str] | None = None,
     sizes: dict[str, bytes] | None = None,
+    facts: dict[str, MediaFacts] | None = None,
 ) -> JobReport:
     """The report of a job, from the ledger's record and the grid's answer when there is one.
+
+    ``facts`` holds what was read from saved media files (a video's size and timing).
 
     ``errors`` holds what went wrong per image id; ``sizes`` the bytes of the images at hand,
     read for their width and height.
@@ -223,8 +282,43 @@ def job_report(
                     resource_uri=image_uri(record.job_id, image.id) if path else None,
                 )
             )
+        report.media = [_media_item(record, m, errors, sizes, facts or {}) for m in result.media]
     report.message, report.next_step = _explain(record, report)
     return report
+
+
+def _media_item(
+    record: JobRecord,
+    media: MediaOutput,
+    errors: dict[str, str],
+    sizes: dict[str, bytes],
+    facts: dict[str, MediaFacts],
+) -> MediaItem:
+    """The report of one media result; what the file does not tell comes from the request."""
+    path = record.files.get(media.id)
+    known = facts.get(media.id) or MediaFacts()
+    asked = record.params
+    item = MediaItem(
+        id=media.id,
+        kind=media.kind,
+        seed=media.seed,
+        model=media.model,
+        worker=media.worker_name,
+        mime_type=media.mime_type,
+        path=path,
+        resource_uri=media_uri(media.kind, record.job_id, media.id) if path else None,
+        bytes=len(sizes[media.id]) if media.id in sizes else None,
+        faulted=media.id in errors,
+        error=errors.get(media.id),
+    )
+    if media.kind is JobKind.AUDIO:
+        item.seconds = known.seconds or asked.get("seconds")
+    elif media.kind is JobKind.VIDEO:
+        item.seconds = known.seconds or asked.get("seconds")
+        item.fps = known.fps or asked.get("fps")
+        item.width = known.width or asked.get("width")
+        item.height = known.height or asked.get("height")
+    return item
 
 
 def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
@@ -251,6 +345,12 @@ def _explain(record: JobRecord, report: JobReport) -> tuple[str, str | None]:
                     f'get_status(job_id="{job}") fetches them.',
                 )
             failed = sum(1 for i in report.images if i.faulted)
+            failed_media = sum(1 for m in report.media if m.faulted)
+            if failed_media:
+                return (
+                    f"Done, but the {record.kind.value} file could not be fetched or saved.",
+                    f'get_status(job_id="{job}") retries the download.',
+                )
             if failed:
                 return (
                     f"Done, but {failed} image(s) could not be fetched or saved.",
@@ -332,7 +432,7 @@ def explain_unservable(report: JobReport, named: list[str], alternatives: list[s
 def cancel_message(answer: JobResult, *, grid_cancels: bool) -> str:
     """What cancel_job says of a job it cancelled: on a grid that cancels jobs, what finished
     and what may still be charged; on one that does not, that the server stopped waiting."""
-    finished = len(answer.images) + len(answer.texts) + len(answer.captions)
+    finished = len(answer.images) + len(answer.texts) + len(answer.captions) + len(answer.media)
     if not grid_cancels:
         return f"Stopped waiting. {answer.error or ''}".strip()
     running = answer.progress.processing

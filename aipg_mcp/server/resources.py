@@ -1,4 +1,5 @@
-"""MCP resources (grid news, performance, modes, models, jobs, saved images) and prompts."""
+"""MCP resources (grid news, performance, modes, models, jobs, saved images, videos, songs and
+meshes) and prompts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pydantic import BaseModel
 
 from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.errors import GridError
+from aipg_mcp.grid.jobs import MEDIA_FILES, JobKind
 from aipg_mcp.grid.requests import ModelType
+from aipg_mcp.server.media import image_uri, media_uri
 from aipg_mcp.server.state import AppState
 
 
@@ -58,8 +61,11 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
 
     @mcp.resource("aipg://performance", title="Grid performance", mime_type="application/json")
     async def performance() -> Any:
-        """Queue sizes, worker counts and throughput of the grid right now."""
-        return await cached("performance", lambda backend: backend.performance())
+        """Queues, workers and throughput of the grid right now, and the kinds of job it runs
+        (``modalities``: text, image, caption, video, audio, 3d)."""
+        answer = await cached("performance", lambda backend: backend.performance())
+        backend = await holder.get().backend()
+        return {**answer, "modalities": backend.capabilities.modality_names}
 
     @mcp.resource("aipg://modes", title="Grid modes", mime_type="application/json")
     async def modes() -> Any:
@@ -96,7 +102,18 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
         record = state.ledger.get(job_id, owner=state.identity)
         if record is None:
             raise ResourceNotFoundError(f"no job {job_id} in this server's ledger")
-        return record.model_dump(mode="json", exclude_none=True)
+        answer = record.model_dump(mode="json", exclude_none=True)
+        outputs = record.result.media if record.result else []
+        answer["resources"] = [
+            media_uri(media.kind, record.job_id, media.id)
+            for media in outputs
+            if media.id in record.files
+        ] + [
+            image_uri(record.job_id, image.id)
+            for image in (record.result.images if record.result else [])
+            if image.id in record.files
+        ]
+        return answer
 
     @mcp.resource("aipg://images/{job_id}/{image_id}", title="Saved image", mime_type="image/webp")
     async def image(job_id: str, image_id: str) -> bytes:
@@ -105,6 +122,35 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
         if data is None:
             raise ResourceNotFoundError(f"no saved image {image_id} of job {job_id}")
         return data
+
+    _register_media(mcp, holder)
+
+
+def _register_media(mcp: MCPServer[AppState], holder: StateHolder) -> None:
+    """One resource template per media kind, each with its file's MIME type."""
+
+    def serve(kind: JobKind) -> Callable[[str, str], Awaitable[bytes]]:
+        async def read(job_id: str, media_id: str) -> bytes:
+            data = holder.get().saved_media(kind, job_id, media_id)
+            if data is None:
+                raise ResourceNotFoundError(f"no saved {kind.value} {media_id} of job {job_id}")
+            return data
+
+        return read
+
+    for kind, title, doc in (
+        (JobKind.VIDEO, "Saved video", "A generated video (MP4) as saved in the output folder."),
+        (JobKind.AUDIO, "Saved audio", "Generated audio (WAV) as saved in the output folder."),
+        (JobKind.MESH, "Saved 3D mesh", "A generated 3D mesh (GLB) as saved in the output folder."),
+    ):
+        read = serve(kind)
+        read.__doc__ = doc
+        read.__name__ = f"saved_{kind.name.lower()}"
+        mcp.resource(
+            f"aipg://{kind.value}/{{job_id}}/{{media_id}}",
+            title=title,
+            mime_type=MEDIA_FILES[kind][1],
+        )(read)
 
 
 def register_prompts(mcp: MCPServer[AppState]) -> None:

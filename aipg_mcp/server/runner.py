@@ -7,11 +7,13 @@ saves images and builds previews, and hands back a :class:`JobReport` that
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 
@@ -24,12 +26,22 @@ from aipg_mcp.grid.errors import (
     NotFound,
     SubmitOutcomeUnknown,
 )
-from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobProgress, JobResult, JobState, Submission
+from aipg_mcp.grid.jobs import (
+    ImageOutput,
+    JobKind,
+    JobProgress,
+    JobResult,
+    JobState,
+    MediaOutput,
+    Submission,
+)
 from aipg_mcp.grid.requests import GridRequest, ModelType
 from aipg_mcp.grid.waiting import WaitOutcome, unservable, wait_for_job
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
 from aipg_mcp.server.ledger import JobRecord, fingerprint, stored_params
 from aipg_mcp.server.media import Preview, check_image, make_previews
+from aipg_mcp.server.media.files import MediaFacts, VideoExtraMissing, check_media, video_frames
+from aipg_mcp.server.media.previews import INLINE_BASE64_BUDGET
 from aipg_mcp.server.reports import JobReport, cancel_message, explain_unservable, job_report
 from aipg_mcp.server.state import AppState
 
@@ -38,12 +50,21 @@ log = logging.getLogger("aipg_mcp.server")
 ProgressSink = Callable[[JobProgress], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Sound:
+    """A song sent inline: base64 of the file and its MIME type."""
+
+    data: str
+    mime_type: str
+
+
 @dataclass
 class Delivery:
-    """A report and the inline previews that go with it."""
+    """A report and the inline previews (and sounds) that go with it."""
 
     report: JobReport
     previews: list[Preview] = field(default_factory=list)
+    sounds: list[Sound] = field(default_factory=list)
 
 
 class JobRunner:
@@ -241,6 +262,8 @@ class JobRunner:
         models closest to it, so the caller can change the request instead of waiting it out."""
         if record.progress is None or not unservable(record.progress):
             return
+        if record.kind.media:  # /v1 runs media; its jobs are never queued without a worker
+            return
         captioning = record.kind is JobKind.CAPTION  # no model to change there
         named = [] if captioning else [str(name) for name in record.params.get("models") or []]
         names: list[str] = []
@@ -256,6 +279,9 @@ class JobRunner:
         """The refusal, with served models close to the one named when the model was unknown."""
         if not isinstance(exc.cause, NotFound) or record.kind is JobKind.CAPTION:
             return exc
+        if record.kind.media:
+            # The grid's refusal lists the models of the kind it serves now.
+            return JobRefused(exc.cause, hint="Name a model the grid's message lists.")
         named = record.params.get("models") or [""]
         names = await served_alternatives(self.backend, ModelType(record.kind.value), named[0])
         hint = "Name a model this grid serves (list_models lists them)."
@@ -277,7 +303,7 @@ class JobRunner:
             error=result.error,
         )
         self._hold_resends(record, result)
-        if result.images:
+        if result.images or result.media:
             await self._deliver(record, result, inline=False)
 
     def _hold_resends(self, record: JobRecord, result: JobResult) -> None:
@@ -293,6 +319,12 @@ class JobRunner:
         record = self.state.ledger.get(job_id, owner=self.state.identity)
         if record is not None:
             return record
+        if kind is not None and not self.backend.capabilities.serves(kind):
+            raise JobNotFound(
+                f"no {kind.value} job {job_id} in this server's ledger, and this grid runs no "
+                f"{kind.value} jobs",
+                hint="Check the job id and kind (the aipg://jobs resource lists recent jobs).",
+            )
         if not self.backend.capabilities.lookup_unknown_jobs:
             # A request the grid refused left no record; the backend still says why.
             with contextlib.suppress(JobNotFound):
@@ -356,10 +388,10 @@ class JobRunner:
     # ---------------------------------------------------------------------- delivery
 
     def _delivered(self, record: JobRecord) -> bool:
-        """True when every image of a finished job is saved (or there are none)."""
+        """True when every file of a finished job is saved (or there are none)."""
         if record.result is None:
             return False
-        return all(image.id in record.files for image in record.result.images)
+        return all(output.id in record.files for output in _outputs(record.result))
 
     async def _deliver(
         self, record: JobRecord, result: JobResult, *, inline: bool, stale: bool = False
@@ -377,53 +409,76 @@ class JobRunner:
     ) -> Delivery:
         media = self.state.media
         record = self.state.ledger.get(record.job_id) or record
-        missing = [image for image in result.images if image.id not in record.files]
+        missing = [o for o in _outputs(result) if o.id not in record.files]
         if missing and stale:
             result = await self._refresh(record, result)
-            missing = [image for image in result.images if image.id not in record.files]
+            missing = [o for o in _outputs(result) if o.id not in record.files]
         data: dict[str, bytes] = {}
+        facts: dict[str, MediaFacts] = {}
         errors: dict[str, str] = {}
 
-        async def fetch(image: ImageOutput) -> None:
+        async def fetch(output: ImageOutput | MediaOutput) -> None:
             try:
-                raw = await self.backend.image_bytes(image)
+                if isinstance(output, MediaOutput):
+                    raw = await self.backend.media_bytes(output)
+                else:
+                    raw = await self.backend.image_bytes(output)
             except GridError as exc:
-                errors[image.id] = exc.describe()
+                errors[output.id] = exc.describe()
                 return
+            noun = "image" if isinstance(output, ImageOutput) else output.extension.upper()
             try:
                 # A truncated or foreign download is not saved as a result.
-                await anyio.to_thread.run_sync(check_image, raw)
+                if isinstance(output, MediaOutput):
+                    facts[output.id] = await anyio.to_thread.run_sync(check_media, output.kind, raw)
+                else:
+                    await anyio.to_thread.run_sync(check_image, raw)
             except ValueError:
-                errors[image.id] = (
-                    "the download is not a whole image (cut short or corrupt); get_status "
-                    "downloads it again"
+                errors[output.id] = (
+                    f"the download is not a whole {noun} file (cut short or corrupt); "
+                    "get_status downloads it again"
                 )
                 return
+            extension = output.extension if isinstance(output, MediaOutput) else "webp"
             try:
-                path = await anyio.to_thread.run_sync(media.save, record.job_id, image.id, raw)
+                path = await anyio.to_thread.run_sync(
+                    lambda: media.save(record.job_id, output.id, raw, extension=extension)
+                )
             except (ValueError, OSError) as exc:
-                errors[image.id] = f"the image could not be saved: {exc}"
+                errors[output.id] = f"the {noun} could not be saved: {exc}"
                 return
-            data[image.id] = raw
-            saved[image.id] = str(path)
+            data[output.id] = raw
+            saved[output.id] = str(path)
 
         saved: dict[str, str] = {}
         if missing:
             async with anyio.create_task_group() as group:
-                for image in missing:
-                    group.start_soon(fetch, image)
+                for output in missing:
+                    group.start_soon(fetch, output)
             if saved:
                 record = self.state.ledger.update(record.job_id, files=saved)
 
-        for image in result.images:
-            if image.id not in data and image.id in record.files:
-                stored = await anyio.to_thread.run_sync(media.read, record.job_id, image.id)
+        for output in _outputs(result):
+            if output.id not in data and output.id in record.files:
+                extension = output.extension if isinstance(output, MediaOutput) else None
+                stored = await anyio.to_thread.run_sync(
+                    media.read, record.job_id, output.id, extension
+                )
                 if stored is not None:
-                    data[image.id] = stored
+                    data[output.id] = stored
+                    if isinstance(output, MediaOutput) and output.kind is JobKind.AUDIO:
+                        with contextlib.suppress(ValueError):
+                            facts[output.id] = check_media(output.kind, stored)
 
-        report = job_report(record, result, errors=errors, sizes=data)
         previews: list[Preview] = []
-        if inline and data:
+        sounds: list[Sound] = []
+        warnings: list[str] = []
+        shown: set[str] = set()
+        if inline:
+            previews, sounds, warnings, shown = await self._inline_media(result, data, facts)
+        report = job_report(record, result, errors=errors, sizes=data, facts=facts)
+        report.warnings.extend(warnings)
+        if inline and data and result.images:
             order = [image.id for image in result.images if image.id in data]
             try:
                 previews = await anyio.to_thread.run_sync(
@@ -434,7 +489,48 @@ class JobRunner:
                 order = []
             for item in report.images:
                 item.preview = item.id in order
-        return Delivery(report, previews)
+        for entry in report.media:
+            entry.preview = entry.id in shown
+        return Delivery(report, previews, sounds)
+
+    async def _inline_media(
+        self, result: JobResult, data: dict[str, bytes], facts: dict[str, MediaFacts]
+    ) -> tuple[list[Preview], list[Sound], list[str], set[str]]:
+        """What a model can see or hear of media results: a video's poster frame and a
+        contact sheet of its frames, a song whose base64 fits the inline budget."""
+        previews: list[Preview] = []
+        sounds: list[Sound] = []
+        warnings: list[str] = []
+        shown: set[str] = set()
+        for output in result.media:
+            raw = data.get(output.id)
+            if raw is None:
+                continue
+            if output.kind is JobKind.VIDEO:
+                try:
+                    frames = await anyio.to_thread.run_sync(video_frames, raw)
+                    previews = await anyio.to_thread.run_sync(
+                        partial(make_previews, [frames.poster, frames.sheet], max_side=1024)
+                    )
+                except VideoExtraMissing as exc:
+                    warnings.append(f"No frames to look at: {exc}.")
+                    continue
+                except ValueError as exc:
+                    warnings.append(f"No frames to look at: {exc}")
+                    continue
+                facts[output.id] = frames.facts
+                shown.add(output.id)
+            elif output.kind is JobKind.AUDIO:
+                encoded = base64.b64encode(raw).decode("ascii")
+                if len(encoded) <= INLINE_BASE64_BUDGET:
+                    sounds.append(Sound(encoded, output.mime_type))
+                    shown.add(output.id)
+                else:
+                    warnings.append(
+                        "The song is too large to send inline; read it from its resource_uri "
+                        "or its saved file."
+                    )
+        return previews, sounds, warnings, shown
 
     async def _refresh(self, record: JobRecord, result: JobResult) -> JobResult:
         """Ask the grid again for a finished job's outputs (fresh download URLs)."""
@@ -443,4 +539,10 @@ class JobRunner:
         except GridError as exc:
             log.info("could not refresh job %s: %s", record.job_id, exc)
             return result
-        return fresh if len(fresh.images) >= len(result.images) else result
+        enough = len(fresh.images) >= len(result.images) and len(fresh.media) >= len(result.media)
+        return fresh if enough else result
+
+
+def _outputs(result: JobResult) -> list[ImageOutput | MediaOutput]:
+    """The outputs of a job that are files: images, videos, songs, meshes."""
+    return [*result.images, *result.media]

@@ -12,6 +12,7 @@ import anyio
 
 from aipg_mcp.config import Settings
 from aipg_mcp.grid.base import GridBackend
+from aipg_mcp.grid.jobs import MEDIA_FILES, JobKind
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.ledger import Ledger, key_identity
 from aipg_mcp.server.media import MediaStore
@@ -105,6 +106,15 @@ class AppState:
             return None
         try:
             return self.media.read(job_id, image_id)
+        except ValueError:
+            return None
+
+    def saved_media(self, kind: JobKind, job_id: str, media_id: str) -> bytes | None:
+        """A saved video, song or mesh of a job the current key submitted, or None."""
+        if self.ledger.get(job_id, owner=self.identity) is None:
+            return None
+        try:
+            return self.media.read(job_id, media_id, MEDIA_FILES[kind][0])
         except ValueError:
             return None
 

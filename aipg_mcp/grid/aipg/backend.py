@@ -25,12 +25,15 @@ from aipg_mcp.grid.aipg.errors import (
 )
 from aipg_mcp.grid.aipg.jobs import LocalJob
 from aipg_mcp.grid.aipg.wire import (
-    DEFAULT_IMAGE_MODEL,
-    FIELD_NAMES,
+    DEFAULT_MODELS,
+    ROUTES,
     chat_body,
+    field_names,
     image_body,
     image_result,
     in_callers_terms,
+    media_body,
+    media_result,
     quote_segment,
 )
 from aipg_mcp.grid.base import (
@@ -62,16 +65,21 @@ from aipg_mcp.grid.jobs import (
     JobKind,
     JobResult,
     JobState,
+    MediaOutput,
     Submission,
     TextOutput,
 )
 from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.requests import (
+    AudioRequest,
     CaptionRequest,
     GridRequest,
     ImageRequest,
+    MediaRequest,
+    MeshRequest,
     ModelType,
     TextRequest,
+    VideoRequest,
 )
 from aipg_mcp.grid.transport import USER_AGENT, GridTransport
 
@@ -79,6 +87,9 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
 log = logging.getLogger("aipg_mcp.grid")
+
+# AI Power Grid's published prices (USD): a video second, an audio second, a mesh.
+PUBLISHED_PRICES = {JobKind.VIDEO: 0.02, JobKind.AUDIO: 0.0002, JobKind.MESH: 0.25}
 
 NO_CANCEL_NOTE = (
     "AI Power Grid's /v1 API has no cancel: the request was stopped here, but the grid may "
@@ -124,6 +135,9 @@ class AipgV1Backend:
             anonymous=False,
             captions=False,
             lookup_unknown_jobs=False,
+            modalities=frozenset(
+                {JobKind.TEXT, JobKind.IMAGE, JobKind.VIDEO, JobKind.AUDIO, JobKind.MESH}
+            ),
         )
 
     @property
@@ -169,10 +183,15 @@ class AipgV1Backend:
                 return self._start(job, self._run_text, body)
             case ImageRequest():
                 body = image_body(request, inline=self.options.inline_results)
-                await self._check_model_params(body)
+                await self._check_model_params(JobKind.IMAGE, body)
                 return self._start(
                     LocalJob(str(uuid.uuid4()), JobKind.IMAGE), self._run_image, body
                 )
+            case VideoRequest() | AudioRequest() | MeshRequest():
+                body = media_body(request, inline=self.options.inline_results)
+                if "style" not in body or "model" in body:  # a style may pick its own model
+                    await self._check_model_params(request.kind, body)
+                return self._start(LocalJob(str(uuid.uuid4()), request.kind), self._run_media, body)
             case CaptionRequest():
                 raise Unsupported(
                     "captioning (interrogation) is not available on AI Power Grid's /v1 API",
@@ -180,7 +199,9 @@ class AipgV1Backend:
                     "AIPG_BASE_URL set to it) to caption images.",
                 )
 
-    async def estimate(self, request: TextRequest | ImageRequest) -> Estimate:
+    async def estimate(self, request: TextRequest | ImageRequest | MediaRequest) -> Estimate:
+        if isinstance(request, VideoRequest | AudioRequest | MeshRequest):
+            return await self._estimate_media(request)
         if isinstance(request, TextRequest):
             body: dict[str, Any] = {
                 "model": request.models[0] if request.models else "auto",
@@ -191,7 +212,7 @@ class AipgV1Backend:
         else:
             image = image_body(request)
             body = {
-                "model": image.get("model", DEFAULT_IMAGE_MODEL),
+                "model": image.get("model", DEFAULT_MODELS[JobKind.IMAGE]),
                 "modality": "image",
                 "n": image["n"],
             }
@@ -205,9 +226,47 @@ class AipgV1Backend:
             details=estimate,
         )
 
-    async def _check_model_params(self, body: dict[str, Any]) -> None:
+    async def _estimate_media(self, request: MediaRequest) -> Estimate:
+        """The grid's quote for a video, song or mesh; when it has no price for it, the
+        published per-second or per-mesh price, said to be an estimate."""
+        kind = request.kind
+        body: dict[str, Any] = {
+            "model": request.model or DEFAULT_MODELS[kind],
+            "modality": kind.value,
+            "n": 1,
+        }
+        if isinstance(request, VideoRequest | AudioRequest):
+            body["seconds"] = request.seconds
+        try:
+            _, payload = await self.transport.submit(self._url("account/credits/quote"), body)
+        except (NotFound, ValidationFailed):
+            payload = None
+        estimate = payload.get("estimate", {}) if isinstance(payload, dict) else {}
+        cost = estimate.get("cost_usd")
+        if isinstance(cost, int | float):
+            return Estimate(
+                cost=float(cost),
+                unit="usd",
+                affordable=estimate.get("balance_sufficient"),
+                details=estimate,
+            )
+        units = body.get("seconds", 1.0)
+        price = PUBLISHED_PRICES[kind]
+        return Estimate(
+            cost=round(price * units, 6),
+            unit="usd",
+            details={
+                "source": "published price",
+                "price_usd": price,
+                "per": "mesh" if kind is JobKind.MESH else "second",
+                "note": "The grid's quote has no price for this, so this is an estimate from "
+                "AI Power Grid's published prices.",
+            },
+        )
+
+    async def _check_model_params(self, kind: JobKind, body: dict[str, Any]) -> None:
         """Check knobs against the model's published ranges before spending a request."""
-        model = body.get("model") or DEFAULT_IMAGE_MODEL
+        model = body.get("model") or DEFAULT_MODELS[kind]
         if model not in self._params:
             try:
                 payload = await self.transport.get(
@@ -233,7 +292,7 @@ class AipgV1Backend:
             if (isinstance(low, int | float) and value < low) or (
                 isinstance(high, int | float) and value > high
             ):
-                problems[FIELD_NAMES.get(name, name)] = (
+                problems[field_names(kind).get(name, name)] = (
                     f"{model} accepts {low}..{high}, got {value}"
                 )
         if problems:
@@ -250,7 +309,7 @@ class AipgV1Backend:
                 job.state = job.result.progress.state
             except GridError as exc:
                 job.state = JobState.FAULTED
-                job.refusal = in_callers_terms(exc) if refused_before_work(exc) else None
+                job.refusal = in_callers_terms(exc, job.kind) if refused_before_work(exc) else None
                 job.result = JobResult(
                     progress=job.progress(),
                     error=exc.describe(),
@@ -278,16 +337,25 @@ class AipgV1Backend:
                     log.exception("saving the result of %s job %s failed", job.kind, job.id)
 
     async def _run_image(self, job: LocalJob, body: dict[str, Any]) -> JobResult:
-        token = body["progress_token"]
+        payload = await self._blocking_call(job, body, self.options.blocking_read_seconds)
+        return image_result(job, payload)
+
+    async def _run_media(self, job: LocalJob, body: dict[str, Any]) -> JobResult:
+        seconds = self.options.media_read_seconds.get(job.kind.value)
+        payload = await self._blocking_call(
+            job, body, seconds or self.options.blocking_read_seconds
+        )
+        return media_result(job, payload)
+
+    async def _blocking_call(self, job: LocalJob, body: dict[str, Any], read: float) -> Any:
+        """POST a blocking generation call of ``job``'s kind, reading its progress meanwhile."""
         payload: Any = None
         failure: GridError | None = None
         async with anyio.create_task_group() as watchers:
-            watchers.start_soon(self._watch_progress, job, token)
+            watchers.start_soon(self._watch_progress, job, body["progress_token"])
             try:
                 _, payload = await self.transport.submit(
-                    self._url("images/generations"),
-                    body,
-                    read_timeout=self.options.blocking_read_seconds,
+                    self._url(ROUTES[job.kind]), body, read_timeout=read
                 )
             except GridError as exc:
                 failure = exc  # raised outside the task group, not wrapped in an exception group
@@ -295,7 +363,7 @@ class AipgV1Backend:
                 watchers.cancel_scope.cancel()
         if failure is not None:
             raise failure
-        return image_result(job, payload)
+        return payload
 
     async def _watch_progress(self, job: LocalJob, token: str) -> None:
         while True:
@@ -403,6 +471,14 @@ class AipgV1Backend:
             self.transport,
             image,
             max_bytes=self.options.max_image_bytes,
+            seconds=self.options.download_timeout,
+        )
+
+    async def media_bytes(self, media: MediaOutput) -> bytes:
+        return await image_data(
+            self.transport,
+            media,
+            max_bytes=self.options.max_media_bytes,
             seconds=self.options.download_timeout,
         )
 

@@ -20,6 +20,7 @@ from aipg_mcp.grid.errors import (
     ServerError,
     SubmitOutcomeUnknown,
     UnexpectedResponse,
+    Unsupported,
     ValidationFailed,
     WorkerFailed,
 )
@@ -109,6 +110,13 @@ def v1_error_from_response(
         return RateLimited(f"rate limited ({message})", retry_after=retry_after, **kw)
     if status == 502:
         return WorkerFailed(message, **kw)
+    if status == 503 and "not enabled" in message.lower():
+        return Unsupported(
+            message,
+            hint="This grid has that kind of generation switched off right now; nothing was "
+            "billed. Try again later, or ask the grid's operators.",
+            **kw,
+        )
     if status == 503:
         return NoWorkers(
             message,

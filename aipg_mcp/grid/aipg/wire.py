@@ -1,5 +1,5 @@
-"""AI Power Grid ``/v1`` bodies: neutral requests written as its chat and image calls, and its
-image answers read back as results."""
+"""AI Power Grid ``/v1`` bodies: neutral requests written as its chat, image, video, audio and 3D
+calls, and its image and media answers read back as results."""
 
 from __future__ import annotations
 
@@ -8,11 +8,32 @@ from typing import Any
 
 from aipg_mcp.grid.aipg.jobs import LocalJob
 from aipg_mcp.grid.errors import GridError, ValidationFailed, WorkerFailed
-from aipg_mcp.grid.jobs import ImageOutput, JobResult, JobState
-from aipg_mcp.grid.requests import ImageRequest, TextRequest
+from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobResult, JobState, MediaOutput
+from aipg_mcp.grid.requests import (
+    AudioRequest,
+    ImageRequest,
+    MediaRequest,
+    MeshRequest,
+    TextRequest,
+    VideoRequest,
+)
 
 DEFAULT_IMAGE_MODEL = "FLUX.2 [klein]"
 MAX_SEED = 2**53 - 1
+
+# The generation route of each kind, and the model the grid picks when none is named.
+ROUTES = {
+    JobKind.IMAGE: "images/generations",
+    JobKind.VIDEO: "videos/generations",
+    JobKind.AUDIO: "audio/generations",
+    JobKind.MESH: "3d/generations",
+}
+DEFAULT_MODELS = {
+    JobKind.IMAGE: DEFAULT_IMAGE_MODEL,
+    JobKind.VIDEO: "LTX-2.3",
+    JobKind.AUDIO: "ace-step-v1.5-xl-turbo",
+    JobKind.MESH: "TRELLIS2",
+}
 
 # The grid's body fields under the names callers give them.
 FIELD_NAMES = {
@@ -24,12 +45,23 @@ FIELD_NAMES = {
     "repetition_penalty": "rep_pen",
     "messages": "prompt",
 }
+# Where a kind's body names a field otherwise than FIELD_NAMES says.
+_KIND_FIELD_NAMES = {
+    JobKind.AUDIO: {"inference_steps": "steps"},
+    JobKind.MESH: {"image": "image"},
+}
 
 
-def in_callers_terms(exc: GridError) -> GridError:
+def field_names(kind: JobKind) -> dict[str, str]:
+    """The grid's body fields of ``kind`` under the names callers give them."""
+    return {**FIELD_NAMES, **_KIND_FIELD_NAMES.get(kind, {})}
+
+
+def in_callers_terms(exc: GridError, kind: JobKind = JobKind.IMAGE) -> GridError:
     """A validation refusal with its fields named as the caller named them."""
     if isinstance(exc, ValidationFailed) and exc.fields:
-        fields = {FIELD_NAMES.get(name, name): why for name, why in exc.fields.items()}
+        names = field_names(kind)
+        fields = {names.get(name, name): why for name, why in exc.fields.items()}
         return ValidationFailed(exc.message, fields=fields, status=exc.status)
     return exc
 
@@ -151,3 +183,86 @@ def image_result(job: LocalJob, payload: Any) -> JobResult:
     job.state = JobState.DONE
     job.percent = 100.0
     return JobResult(progress=job.progress(), images=images, grid_job_id=grid_job)
+
+
+def media_body(request: MediaRequest, *, inline: bool = False) -> dict[str, Any]:
+    """The body of a video, audio or 3D call; every one reports progress through its token.
+
+    Unset knobs are left out, so the model's recipe applies its own.
+    """
+    source, argument = (
+        (request.image, "image")
+        if isinstance(request, MeshRequest)
+        else (getattr(request, "source_image", None), "source_image")
+    )
+    if source and source.startswith(("http://", "https://")):
+        raise ValidationFailed(
+            "the request does not fit AI Power Grid's /v1 limits",
+            fields={argument: "this grid does not fetch URLs; pass a local file or base64"},
+        )
+    body: dict[str, Any]
+    match request:
+        case VideoRequest():
+            body = {
+                "prompt": request.prompt.strip(),
+                "seconds": request.seconds,
+                "fps": request.fps,
+            }
+            if request.width is not None and request.height is not None:
+                body["size"] = f"{request.width}x{request.height}"
+            if request.negative_prompt and request.negative_prompt.strip():
+                body["negative_prompt"] = request.negative_prompt.strip()
+            if request.source_image:
+                body["image"] = request.source_image
+            for name in ("steps", "cfg_scale", "style"):
+                if getattr(request, name) is not None:
+                    body[name] = getattr(request, name)
+        case AudioRequest():
+            body = {"prompt": request.prompt, "seconds": request.seconds}
+            if request.lyrics:
+                body["lyrics"] = request.lyrics
+            if request.steps is not None:
+                body["inference_steps"] = request.steps
+            for name in ("bpm", "key_scale", "time_signature", "vocal_language"):
+                if getattr(request, name) is not None:
+                    body[name] = getattr(request, name)
+        case MeshRequest():
+            body = {"image": request.image}
+            for name in ("steps", "guidance", "target_faces"):
+                if getattr(request, name) is not None:
+                    body[name] = getattr(request, name)
+    if request.model:
+        body["model"] = request.model
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.kind is not JobKind.AUDIO:  # the audio route takes URLs only, and no extras
+        body["response_format"] = "b64_json" if inline else "url"
+    body["progress_token"] = uuid.uuid4().hex
+    return body
+
+
+def media_result(job: LocalJob, payload: Any) -> JobResult:
+    """The one file of a video, audio or 3D answer."""
+    noun = {JobKind.VIDEO: "video", JobKind.AUDIO: "audio", JobKind.MESH: "mesh"}[job.kind]
+    if not isinstance(payload, dict):
+        raise WorkerFailed(f"the grid's answer holds no {noun}")
+    grid = payload.get("grid") or {}
+    grid_job = str(grid.get("job_id") or job.id)
+    media = [
+        MediaOutput(
+            id=f"{grid_job}-{index}",
+            kind=job.kind,
+            seed="" if item.get("seed") is None else str(item["seed"]),
+            model=grid.get("model"),
+            worker_name=grid.get("worker"),
+            url=item.get("url"),
+            base64=item.get("b64_json"),
+        )
+        for index, item in enumerate(payload.get("data") or [])
+        if isinstance(item, dict)
+    ]
+    if not media:
+        raise WorkerFailed(f"the grid's answer holds no {noun}")
+    job.state = JobState.DONE
+    job.percent = 100.0
+    return JobResult(progress=job.progress(), media=media, grid_job_id=grid_job)

@@ -39,6 +39,7 @@ from aipg_mcp.grid.horde.wire import (
     RequestStatusCheck,
     TextStatus,
     UserDetails,
+    no_media,
     request_body,
 )
 from aipg_mcp.grid.images import image_data
@@ -50,11 +51,18 @@ from aipg_mcp.grid.jobs import (
     JobProgress,
     JobResult,
     JobState,
+    MediaOutput,
     Submission,
     TextOutput,
 )
 from aipg_mcp.grid.options import GridOptions
-from aipg_mcp.grid.requests import GridRequest, ImageRequest, ModelType, TextRequest
+from aipg_mcp.grid.requests import (
+    GridRequest,
+    ImageRequest,
+    MediaRequest,
+    ModelType,
+    TextRequest,
+)
 from aipg_mcp.grid.transport import ANONYMOUS_KEY, USER_AGENT, GridTransport
 
 DEFAULT_BASE_URL = "https://api.aipowergrid.io/api"
@@ -190,7 +198,7 @@ class HordeV2Backend:
         body = request_body(request, inline_results=self.options.inline_results)
         return await self._submit(request.kind, SUBMIT_PATHS[request.kind], body)
 
-    async def estimate(self, request: TextRequest | ImageRequest) -> Estimate:
+    async def estimate(self, request: TextRequest | ImageRequest | MediaRequest) -> Estimate:
         body = request_body(request, dry_run=True)
         _, payload = await self.transport.submit(self._url(SUBMIT_PATHS[request.kind]), body)
         return Estimate(cost=_parse(DryRun, payload).kudos, unit="kudos")
@@ -222,6 +230,9 @@ class HordeV2Backend:
         if not result.progress.state.final:
             result.progress.state = JobState.CANCELLED
         return result
+
+    async def media_bytes(self, media: MediaOutput) -> bytes:
+        raise no_media(media.kind)
 
     async def image_bytes(self, image: ImageOutput) -> bytes:
         return await image_data(

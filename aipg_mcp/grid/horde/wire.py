@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aipg_mcp.grid import requests
-from aipg_mcp.grid.errors import ValidationFailed
+from aipg_mcp.grid.errors import Unsupported, ValidationFailed
 from aipg_mcp.grid.jobs import GenerationMetadata, JobKind
 from aipg_mcp.grid.requests import (
     MAX_PROMPT_WORDS,
@@ -276,6 +276,19 @@ SUBMIT_PATHS = {
 """Where each kind of job is submitted, under ``/v2``."""
 
 
+_MEDIA_NOUNS = {JobKind.VIDEO: "video", JobKind.AUDIO: "audio", JobKind.MESH: "3D"}
+
+
+def no_media(kind: JobKind) -> Unsupported:
+    """Horde v2 grids make no videos, songs or meshes: say which grid does."""
+    noun = _MEDIA_NOUNS.get(kind, kind.value)
+    return Unsupported(
+        f"{noun} generation is not available on Horde v2 grids (this grid's API)",
+        hint=f"AI Power Grid's /v1 API has {noun} generation: set AIPG_API=v1 with "
+        "AIPG_BASE_URL=https://api.aipowergrid.io (the default) and an AIPG_API_KEY to use it.",
+    )
+
+
 def request_body(
     request: GridRequest, *, dry_run: bool = False, inline_results: bool = False
 ) -> dict[str, Any]:
@@ -303,6 +316,8 @@ def request_body(
                     source_image=request.source_image,
                     forms=[InterrogationFormRequest(name=form) for form in request.forms],
                 )
+            case requests.VideoRequest() | requests.AudioRequest() | requests.MeshRequest():
+                raise no_media(request.kind)
     except ValidationError as exc:
         fields = {".".join(str(p) for p in e["loc"]) or "request": e["msg"] for e in exc.errors()}
         raise ValidationFailed("the request does not fit the Horde API", fields=fields) from None

@@ -54,8 +54,15 @@ class Preview:
     original_height: int
 
 
+INLINE_BASE64_BUDGET = 700_000
+"""Base64 characters a result may carry inline, previews and sounds together."""
+
+
 def make_previews(
-    images: Sequence[bytes], *, max_total_base64: int = 700_000, max_side: int = 2000
+    images: Sequence[bytes],
+    *,
+    max_total_base64: int = INLINE_BASE64_BUDGET,
+    max_side: int = 2000,
 ) -> list[Preview]:
     """One preview per image, all together at most ``max_total_base64`` base64 characters.
 

@@ -1,7 +1,8 @@
-"""Saved images: files under the output folder named only from ids, and the URIs that name them.
+"""Saved results: files under the output folder named only from ids, and the URIs that name them.
 
-Generated images are saved by :class:`MediaStore` as ``<output_dir>/<job_id>/<image_id>.<ext>``
-and served as MCP resources at :func:`image_uri`.
+Generated images, videos, songs and meshes are saved by :class:`MediaStore` as
+``<output_dir>/<job_id>/<id>.<ext>`` and served as MCP resources at :func:`image_uri` and
+:func:`media_uri`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from aipg_mcp.grid.jobs import GRID_ID
+from aipg_mcp.grid.jobs import GRID_ID, JobKind
 from aipg_mcp.server.media.images import MediaError
 
 _EXTENSION = re.compile(r"[a-z0-9]{1,8}")
@@ -38,6 +39,12 @@ def parse_image_uri(uri: str) -> tuple[str, str] | None:
         return None
     job_id, slash, image_id = uri[len(IMAGE_URI_PREFIX) :].partition("/")
     return (job_id, image_id) if slash and job_id and image_id else None
+
+
+def media_uri(kind: JobKind, job_id: str, media_id: str) -> str:
+    """The MCP resource that serves a saved video (``aipg://video/...``), song
+    (``aipg://audio/...``) or mesh (``aipg://3d/...``)."""
+    return f"aipg://{kind.value}/{job_id}/{media_id}"
 
 
 class MediaStore:
@@ -72,8 +79,8 @@ class MediaStore:
         _write_atomically(folder, target, data)
         return target
 
-    def find(self, job_id: str, image_id: str) -> Path | None:
-        """The saved file of an image, whatever its extension, or None."""
+    def find(self, job_id: str, image_id: str, extension: str | None = None) -> Path | None:
+        """The saved file of an image (or other result), of ``extension`` or any, or None."""
         _check_id("job_id", job_id)
         _check_id("image_id", image_id)
         root = self._existing_root()
@@ -90,13 +97,14 @@ class MediaStore:
             return None
         for name in names:
             suffix = name[len(prefix) :] if name.startswith(prefix) else ""
-            if _EXTENSION.fullmatch(suffix) and _is_regular_file(folder / name):
+            wanted = suffix == extension if extension else _EXTENSION.fullmatch(suffix)
+            if wanted and _is_regular_file(folder / name):
                 return folder / name
         return None
 
-    def read(self, job_id: str, image_id: str) -> bytes | None:
-        """The bytes of a saved image, or None when there is none."""
-        path = self.find(job_id, image_id)
+    def read(self, job_id: str, image_id: str, extension: str | None = None) -> bytes | None:
+        """The bytes of a saved image (or other result, of ``extension``), or None."""
+        path = self.find(job_id, image_id, extension)
         if path is None:
             return None
         try:

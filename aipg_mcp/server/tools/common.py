@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp.types import AudioContent, CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -27,10 +27,13 @@ from aipg_mcp.config import MAX_WAIT_SECONDS
 from aipg_mcp.grid.errors import GridError
 from aipg_mcp.grid.jobs import JobProgress
 from aipg_mcp.grid.requests import (
+    AudioRequest,
     CaptionRequest,
     GridRequest,
     ImageRequest,
+    MeshRequest,
     TextRequest,
+    VideoRequest,
 )
 from aipg_mcp.server.invalid_arguments import describe_invalid
 from aipg_mcp.server.media import MediaError, load_source_image, parse_image_uri
@@ -120,7 +123,7 @@ JobId = Annotated[
     str, Field(min_length=1, max_length=128, description="The job_id a tool returned.")
 ]
 KindHint = Annotated[
-    Literal["text", "image", "caption"] | None,
+    Literal["text", "image", "caption", "video", "audio", "3d"] | None,
     Field(
         description="The job's kind, if known; speeds up lookups of jobs this server did not start."
     ),
@@ -159,7 +162,17 @@ def build_request(build: Callable[[], T]) -> T:
 @cache
 def request_schema(title: str) -> Schema | None:
     """The lean schema of the grid request model named ``title``, for its limits."""
-    models = {model.__name__: model for model in (TextRequest, ImageRequest, CaptionRequest)}
+    models = {
+        model.__name__: model
+        for model in (
+            TextRequest,
+            ImageRequest,
+            CaptionRequest,
+            VideoRequest,
+            AudioRequest,
+            MeshRequest,
+        )
+    }
     model = models.get(title)
     return lean_schema(model.model_json_schema()) if model else None
 
@@ -181,11 +194,14 @@ def progress_sink(ctx: AppContext, budget: float) -> Callable[[JobProgress], Awa
 
 
 def tool_result(delivery: Delivery) -> CallToolResult:
-    content: list[TextContent | ImageContent] = [
+    content: list[TextContent | ImageContent | AudioContent] = [
         TextContent(type="text", text=summary(delivery.report))
     ]
     content.extend(
         ImageContent(type="image", data=p.data, mime_type=p.mime_type) for p in delivery.previews
+    )
+    content.extend(
+        AudioContent(type="audio", data=s.data, mime_type=s.mime_type) for s in delivery.sounds
     )
     return CallToolResult(
         content=list(content), structured_content=delivery.report.model_dump(mode="json")

@@ -12,10 +12,16 @@ from pydantic import (
 )
 
 from aipg_mcp.grid.errors import GridError
+from aipg_mcp.grid.jobs import JobKind
 from aipg_mcp.grid.requests import (
+    MAX_VIDEO_FRAMES,
+    AudioRequest,
     ImageRequest,
+    MediaRequest,
+    MeshRequest,
     ModelType,
     TextRequest,
+    VideoRequest,
 )
 from aipg_mcp.server.tools.common import (
     AppContext,
@@ -62,11 +68,17 @@ class Account(BaseModel):
     balance_unit: str = Field(description="kudos (Horde grids) or usd (AI Power Grid /v1).")
     concurrency: int | None = Field(None, description="How many requests may wait at once.")
     trusted: bool = False
+    modalities: list[str] = Field(
+        description="What this grid generates: text, image, caption, video, audio, 3d."
+    )
     message: str
 
 
 async def estimate_cost(
-    kind: Annotated[Literal["text", "image"], Field(description="What would be generated.")],
+    kind: Annotated[
+        Literal["text", "image", "video", "audio", "3d"],
+        Field(description="What would be generated."),
+    ],
     ctx: AppContext,
     models: Annotated[
         list[Text] | None, Field(description="The model(s) you would ask for.")
@@ -79,14 +91,21 @@ async def estimate_cost(
     height: Annotated[int, Field(ge=64, le=3072, multiple_of=64)] = 1024,
     steps: Annotated[int | None, Field(ge=1, le=500)] = None,
     n: Annotated[int, Field(ge=1, le=20)] = 1,
+    seconds: Annotated[
+        float | None,
+        Field(ge=1, le=300, description="Video or audio: its length (default 4 and 30)."),
+    ] = None,
 ) -> CostEstimate:
     """What a generate call would cost, without running it or spending anything.
 
     Horde grids answer in kudos (their dry run); AI Power Grid in USD from its price quote.
+    Video, audio and 3D run on AI Power Grid only.
     """
     state = state_of(ctx)
-    request: TextRequest | ImageRequest
-    if kind == "text":
+    request: TextRequest | ImageRequest | MediaRequest
+    if kind in ("video", "audio", "3d"):
+        request = _media_request(JobKind(kind), named(models), seconds)
+    elif kind == "text":
         request = build_request(
             lambda: TextRequest(
                 prompt=prompt,
@@ -113,6 +132,8 @@ async def estimate_cost(
         note = "The grid has no price for this request, so affordable is unknown."
     else:
         note = f"About {estimate.cost:g} {estimate.unit}."
+        if estimate.details.get("source") == "published price":
+            note += f" {estimate.details.get('note', '')}".rstrip()
         if affordable is None and backend.anonymous:
             note += (
                 " Whether it is affordable is unknown: no AIPG_API_KEY is set, so the shared "
@@ -142,6 +163,21 @@ async def estimate_cost(
         affordable=affordable,
         note=note,
     )
+
+
+def _media_request(kind: JobKind, models: list[str], seconds: float | None) -> MediaRequest:
+    """The smallest request of a media kind that prices like the call described."""
+    model = models[0] if models else None
+    if kind is JobKind.VIDEO:
+        length = 4.0 if seconds is None else seconds
+        fps = max(8, min(24, int(MAX_VIDEO_FRAMES // max(length, 1))))
+        return build_request(
+            lambda: VideoRequest(prompt="estimate", model=model, seconds=length, fps=fps)
+        )
+    if kind is JobKind.AUDIO:
+        length = 30.0 if seconds is None else seconds
+        return build_request(lambda: AudioRequest(prompt="estimate", model=model, seconds=length))
+    return MeshRequest(image="estimate", model=model)
 
 
 async def list_models(
@@ -224,5 +260,6 @@ async def get_account(ctx: AppContext) -> Account:
         balance_unit=user.balance_unit,
         concurrency=user.concurrency,
         trusted=user.trusted,
+        modalities=backend.capabilities.modality_names,
         message=message,
     )
