@@ -111,8 +111,15 @@ class Grid:
 
 
 @asynccontextmanager
-async def running_grid(api: str) -> AsyncIterator[Grid]:
-    fake = FakeGrid(job_seconds=0.6, pickup_seconds=0.1, apis=(api,))
+async def running_grid(api: str, *, media: bool = False) -> AsyncIterator[Grid]:
+    """A fake grid of one API; ``media`` brings its video, audio and 3D routes online."""
+    fake = FakeGrid(
+        job_seconds=0.6,
+        pickup_seconds=0.1,
+        apis=(api,),
+        v1_media_workers=1 if media else 0,
+        v1_audio_enabled=media,
+    )
     fake.add_user(API_KEY, username="tester#7", kudos=5000.0, concurrency=30)
     async with serve_fake_grid(fake) as api_base:
         yield Grid(fake, api_base if api == "v2" else fake.root_url, api)

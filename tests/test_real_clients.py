@@ -60,8 +60,18 @@ TOOLS = {
     "list_models",
     "get_account",
     "estimate_cost",
+    "generate_video",
+    "generate_audio",
+    "generate_3d",
 }
-TEMPLATES = {"aipg://models/{type}", "aipg://jobs/{job_id}", "aipg://images/{job_id}/{image_id}"}
+TEMPLATES = {
+    "aipg://models/{type}",
+    "aipg://jobs/{job_id}",
+    "aipg://images/{job_id}/{image_id}",
+    "aipg://video/{job_id}/{media_id}",
+    "aipg://audio/{job_id}/{media_id}",
+    "aipg://3d/{job_id}/{media_id}",
+}
 PROMPTS = {"draw", "check_setup"}
 # The Inspector's default for an ad-hoc server is the initialize handshake era; ``modern`` is
 # the stateless era without a handshake.
@@ -179,7 +189,7 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def client_grid(api: str) -> AsyncIterator[Grid]:
-    async with running_grid(api) as grid:
+    async with running_grid(api, media=True) as grid:
         # Many client processes hit the grid at once; its rate limits are tested elsewhere.
         grid.fake.rate_limits = False
         yield grid
@@ -341,6 +351,22 @@ async def sweep(inspect: Inspector, grid: Grid, era: str, *, restarts: bool, ext
             "generate_text",
             {"prompt": f"a story {tag} [fake:never]", "max_length": 32, "wait_seconds": 0},
         ),
+        # AI Power Grid makes video, sound and meshes; a Horde grid says it has none.
+        "video": lambda: inspect.tool(
+            era,
+            "generate_video",
+            {"prompt": f"a paper boat {tag}", "seconds": 1, "fps": 8, "width": 512, "height": 512},
+            is_error=grid.api == "v2",
+        ),
+        "audio": lambda: inspect.tool(
+            era,
+            "generate_audio",
+            {"prompt": f"a hum {tag}", "seconds": 10},
+            is_error=grid.api == "v2",
+        ),
+        "mesh": lambda: inspect.tool(
+            era, "generate_3d", {"image": tiny_png_data_url()}, is_error=grid.api == "v2"
+        ),
         "list_models": lambda: inspect.tool(era, "list_models", {"type": "image"}),
         "account": lambda: inspect.tool(era, "get_account", {}),
         "estimate": lambda: inspect.tool(
@@ -373,6 +399,13 @@ async def sweep(inspect: Inspector, grid: Grid, era: str, *, restarts: bool, ext
         assert caption["state"] == "done" and caption["captions"], caption
     else:
         assert "not available" in text_of(first["caption"]), first["caption"]
+    for name, kind in (("video", "video"), ("audio", "audio"), ("mesh", "3d")):
+        if grid.api == "v1":
+            made = report(first[name])
+            assert made["state"] == "done" and made["media"][0]["kind"] == kind, made
+            assert made["media"][0]["resource_uri"], made
+        else:
+            assert "AI Power Grid" in text_of(first[name]), first[name]
     never = report(first["never"])
     assert never["state"] in ("queued", "processing"), never
     assert report(first["list_models"])["models"], first["list_models"]
@@ -395,6 +428,9 @@ async def sweep(inspect: Inspector, grid: Grid, era: str, *, restarts: bool, ext
             era, "resources/read", "--uri", f"aipg://jobs/{image['job_id']}"
         )
         later["saved"] = lambda: inspect(era, "resources/read", "--uri", saved["resource_uri"])
+        if grid.api == "v1":
+            film = report(first["video"])["media"][0]["resource_uri"]
+            later["film"] = lambda: inspect(era, "resources/read", "--uri", film)
     second = await gather(later)
 
     for uri in static:
@@ -411,6 +447,9 @@ async def sweep(inspect: Inspector, grid: Grid, era: str, *, restarts: bool, ext
         assert read_json(second["job"])["job_id"] == image["job_id"]
         assert second["saved"]["contents"][0]["mimeType"] == "image/webp"
         assert second["saved"]["contents"][0]["blob"]
+        if grid.api == "v1":
+            assert second["film"]["contents"][0]["mimeType"] == "video/mp4"
+            assert second["film"]["contents"][0]["blob"]
 
 
 @pytest.mark.parametrize("api", ["v2", "v1"])

@@ -1,21 +1,16 @@
 """The job lifecycle behind the tools: submit once, wait within a budget, remember, deliver.
 
 Tools call :class:`JobRunner`; it talks to the grid backend, records every job in the ledger,
-saves images and builds previews, and hands back a :class:`JobReport` that
-:mod:`aipg_mcp.server.reports` words.
+and has :mod:`aipg_mcp.server.delivery` save the files a job made and hand back the report that
+:mod:`aipg_mcp.server.reports` words, with what the model sees of the files.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from functools import partial
-
-import anyio
 
 from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.errors import (
@@ -27,21 +22,17 @@ from aipg_mcp.grid.errors import (
     SubmitOutcomeUnknown,
 )
 from aipg_mcp.grid.jobs import (
-    ImageOutput,
     JobKind,
     JobProgress,
     JobResult,
     JobState,
-    MediaOutput,
     Submission,
 )
 from aipg_mcp.grid.requests import GridRequest, ModelType
 from aipg_mcp.grid.waiting import WaitOutcome, unservable, wait_for_job
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
+from aipg_mcp.server.delivery import Deliverer, Delivery
 from aipg_mcp.server.ledger import JobRecord, fingerprint, stored_params
-from aipg_mcp.server.media import Preview, check_image, make_previews
-from aipg_mcp.server.media.files import MediaFacts, VideoExtraMissing, check_media, video_frames
-from aipg_mcp.server.media.previews import INLINE_BASE64_BUDGET
 from aipg_mcp.server.reports import JobReport, cancel_message, explain_unservable, job_report
 from aipg_mcp.server.state import AppState
 
@@ -50,29 +41,13 @@ log = logging.getLogger("aipg_mcp.server")
 ProgressSink = Callable[[JobProgress], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Sound:
-    """A song sent inline: base64 of the file and its MIME type."""
-
-    data: str
-    mime_type: str
-
-
-@dataclass
-class Delivery:
-    """A report and the inline previews (and sounds) that go with it."""
-
-    report: JobReport
-    previews: list[Preview] = field(default_factory=list)
-    sounds: list[Sound] = field(default_factory=list)
-
-
 class JobRunner:
     """Runs grid jobs for the tools of one server."""
 
     def __init__(self, state: AppState, backend: GridBackend) -> None:
         self.state = state
         self.backend = backend
+        self.deliverer = Deliverer(state, backend)
 
     @property
     def grid(self) -> str:
@@ -187,8 +162,8 @@ class JobRunner:
     ) -> Delivery:
         """Bring a known job up to date, waiting up to ``wait_seconds``, and deliver it."""
         ledger = self.state.ledger
-        if record.state.final and record.result is not None and self._delivered(record):
-            return await self._deliver(record, record.result, inline=inline, stale=True)
+        if record.state.final and record.result is not None and self.deliverer.delivered(record):
+            return await self.deliverer.deliver(record, record.result, inline=inline, stale=True)
         if record.state.final and record.result is None and record.state is not JobState.DONE:
             return Delivery(job_report(record, None))
 
@@ -255,7 +230,7 @@ class JobRunner:
             error=error or outcome.result.error,
         )
         self._hold_resends(record, outcome.result)
-        return await self._deliver(record, outcome.result, inline=inline)
+        return await self.deliverer.deliver(record, outcome.result, inline=inline)
 
     async def _explain_unservable(self, record: JobRecord, report: JobReport) -> None:
         """Tell why a job no worker can serve will not run, naming its model and the served
@@ -304,7 +279,7 @@ class JobRunner:
         )
         self._hold_resends(record, result)
         if result.images or result.media:
-            await self._deliver(record, result, inline=False)
+            await self.deliverer.deliver(record, result, inline=False)
 
     def _hold_resends(self, record: JobRecord, result: JobResult) -> None:
         """A job the grid may still run and bill: an identical call must not resend it blindly."""
@@ -358,7 +333,9 @@ class JobRunner:
         """Cancel a job on the grid and deliver whatever had finished."""
         record = await self.find(job_id, kind)
         if record.state.final and record.result is not None:
-            delivery = await self._deliver(record, record.result, inline=inline, stale=True)
+            delivery = await self.deliverer.deliver(
+                record, record.result, inline=inline, stale=True
+            )
             delivery.report.message = (
                 f"The job had already ended ({record.state.value}); nothing to cancel."
             )
@@ -378,171 +355,9 @@ class JobRunner:
             error=answer.error,
             note="cancelled on request",
         )
-        delivery = await self._deliver(record, answer, inline=inline)
+        delivery = await self.deliverer.deliver(record, answer, inline=inline)
         if state is JobState.CANCELLED:
             delivery.report.message = cancel_message(
                 answer, grid_cancels=self.backend.capabilities.cancel
             )
         return delivery
-
-    # ---------------------------------------------------------------------- delivery
-
-    def _delivered(self, record: JobRecord) -> bool:
-        """True when every file of a finished job is saved (or there are none)."""
-        if record.result is None:
-            return False
-        return all(output.id in record.files for output in _outputs(record.result))
-
-    async def _deliver(
-        self, record: JobRecord, result: JobResult, *, inline: bool, stale: bool = False
-    ) -> Delivery:
-        """Save images that are not on disk yet and build the report with previews.
-
-        ``stale`` says the result came from the ledger, so its download URLs may have expired:
-        images not saved yet are then fetched from a fresh answer of the grid.
-        """
-        async with self.state.job_lock(record.job_id):
-            return await self._deliver_locked(record, result, inline=inline, stale=stale)
-
-    async def _deliver_locked(
-        self, record: JobRecord, result: JobResult, *, inline: bool, stale: bool
-    ) -> Delivery:
-        media = self.state.media
-        record = self.state.ledger.get(record.job_id) or record
-        missing = [o for o in _outputs(result) if o.id not in record.files]
-        if missing and stale:
-            result = await self._refresh(record, result)
-            missing = [o for o in _outputs(result) if o.id not in record.files]
-        data: dict[str, bytes] = {}
-        facts: dict[str, MediaFacts] = {}
-        errors: dict[str, str] = {}
-
-        async def fetch(output: ImageOutput | MediaOutput) -> None:
-            try:
-                if isinstance(output, MediaOutput):
-                    raw = await self.backend.media_bytes(output)
-                else:
-                    raw = await self.backend.image_bytes(output)
-            except GridError as exc:
-                errors[output.id] = exc.describe()
-                return
-            noun = "image" if isinstance(output, ImageOutput) else output.extension.upper()
-            try:
-                # A truncated or foreign download is not saved as a result.
-                if isinstance(output, MediaOutput):
-                    facts[output.id] = await anyio.to_thread.run_sync(check_media, output.kind, raw)
-                else:
-                    await anyio.to_thread.run_sync(check_image, raw)
-            except ValueError:
-                errors[output.id] = (
-                    f"the download is not a whole {noun} file (cut short or corrupt); "
-                    "get_status downloads it again"
-                )
-                return
-            extension = output.extension if isinstance(output, MediaOutput) else "webp"
-            try:
-                path = await anyio.to_thread.run_sync(
-                    lambda: media.save(record.job_id, output.id, raw, extension=extension)
-                )
-            except (ValueError, OSError) as exc:
-                errors[output.id] = f"the {noun} could not be saved: {exc}"
-                return
-            data[output.id] = raw
-            saved[output.id] = str(path)
-
-        saved: dict[str, str] = {}
-        if missing:
-            async with anyio.create_task_group() as group:
-                for output in missing:
-                    group.start_soon(fetch, output)
-            if saved:
-                record = self.state.ledger.update(record.job_id, files=saved)
-
-        for output in _outputs(result):
-            if output.id not in data and output.id in record.files:
-                extension = output.extension if isinstance(output, MediaOutput) else None
-                stored = await anyio.to_thread.run_sync(
-                    media.read, record.job_id, output.id, extension
-                )
-                if stored is not None:
-                    data[output.id] = stored
-                    if isinstance(output, MediaOutput) and output.kind is JobKind.AUDIO:
-                        with contextlib.suppress(ValueError):
-                            facts[output.id] = check_media(output.kind, stored)
-
-        previews: list[Preview] = []
-        sounds: list[Sound] = []
-        warnings: list[str] = []
-        shown: set[str] = set()
-        if inline:
-            previews, sounds, warnings, shown = await self._inline_media(result, data, facts)
-        report = job_report(record, result, errors=errors, sizes=data, facts=facts)
-        report.warnings.extend(warnings)
-        if inline and data and result.images:
-            order = [image.id for image in result.images if image.id in data]
-            try:
-                previews = await anyio.to_thread.run_sync(
-                    lambda: make_previews([data[i] for i in order])
-                )
-            except ValueError as exc:
-                report.warnings.append(f"No inline previews: {exc}")
-                order = []
-            for item in report.images:
-                item.preview = item.id in order
-        for entry in report.media:
-            entry.preview = entry.id in shown
-        return Delivery(report, previews, sounds)
-
-    async def _inline_media(
-        self, result: JobResult, data: dict[str, bytes], facts: dict[str, MediaFacts]
-    ) -> tuple[list[Preview], list[Sound], list[str], set[str]]:
-        """What a model can see or hear of media results: a video's poster frame and a
-        contact sheet of its frames, a song whose base64 fits the inline budget."""
-        previews: list[Preview] = []
-        sounds: list[Sound] = []
-        warnings: list[str] = []
-        shown: set[str] = set()
-        for output in result.media:
-            raw = data.get(output.id)
-            if raw is None:
-                continue
-            if output.kind is JobKind.VIDEO:
-                try:
-                    frames = await anyio.to_thread.run_sync(video_frames, raw)
-                    previews = await anyio.to_thread.run_sync(
-                        partial(make_previews, [frames.poster, frames.sheet], max_side=1024)
-                    )
-                except VideoExtraMissing as exc:
-                    warnings.append(f"No frames to look at: {exc}.")
-                    continue
-                except ValueError as exc:
-                    warnings.append(f"No frames to look at: {exc}")
-                    continue
-                facts[output.id] = frames.facts
-                shown.add(output.id)
-            elif output.kind is JobKind.AUDIO:
-                encoded = base64.b64encode(raw).decode("ascii")
-                if len(encoded) <= INLINE_BASE64_BUDGET:
-                    sounds.append(Sound(encoded, output.mime_type))
-                    shown.add(output.id)
-                else:
-                    warnings.append(
-                        "The song is too large to send inline; read it from its resource_uri "
-                        "or its saved file."
-                    )
-        return previews, sounds, warnings, shown
-
-    async def _refresh(self, record: JobRecord, result: JobResult) -> JobResult:
-        """Ask the grid again for a finished job's outputs (fresh download URLs)."""
-        try:
-            fresh = await self.backend.result(record.kind, record.job_id)
-        except GridError as exc:
-            log.info("could not refresh job %s: %s", record.job_id, exc)
-            return result
-        enough = len(fresh.images) >= len(result.images) and len(fresh.media) >= len(result.media)
-        return fresh if enough else result
-
-
-def _outputs(result: JobResult) -> list[ImageOutput | MediaOutput]:
-    """The outputs of a job that are files: images, videos, songs, meshes."""
-    return [*result.images, *result.media]

@@ -44,7 +44,8 @@ from aipg_mcp.server.state import AppState
 
 if TYPE_CHECKING:
     # Loaded with the first job, not at start: a server answers tools/list without it.
-    from aipg_mcp.server.runner import Delivery, JobRunner
+    from aipg_mcp.server.delivery import Delivery
+    from aipg_mcp.server.runner import JobRunner
 
 log = logging.getLogger("aipg_mcp.server")
 
