@@ -41,6 +41,8 @@ from aipg_mcp.grid.base import (
     JobListener,
     Newspiece,
     PollPolicy,
+    Style,
+    StyleKind,
 )
 from aipg_mcp.grid.errors import (
     GenerationTimeout,
@@ -168,6 +170,8 @@ class AipgV1Backend:
                 job = LocalJob(str(uuid.uuid4()), JobKind.TEXT, max_tokens=body["max_tokens"])
                 return self._start(job, self._run_text, body)
             case ImageRequest():
+                if request.style:
+                    request = request.model_copy(update={"style": await self._style_id(request)})
                 body = image_body(request, inline=self.options.inline_results)
                 await self._check_model_params(body)
                 return self._start(
@@ -185,7 +189,7 @@ class AipgV1Backend:
             body: dict[str, Any] = {
                 "model": request.models[0] if request.models else "auto",
                 "modality": "text",
-                "prompt_tokens": max(1, len(request.prompt) // 4),
+                "prompt_tokens": max(1, (len(request.prompt) + len(request.system or "")) // 4),
                 "max_tokens": request.max_length,
             }
         else:
@@ -205,8 +209,30 @@ class AipgV1Backend:
             details=estimate,
         )
 
+    async def _style_id(self, request: ImageRequest) -> str | None:
+        """The id of the style the request names by id or name (in any case), checked against
+        the grid's list before anything is billed; the name as given when the list is out of
+        reach (the grid then judges it)."""
+        wanted = (request.style or "").lower()
+        try:
+            styles = await self.styles("image")
+        except GridError:
+            return request.style
+        for style in styles:
+            if wanted in (style.id.lower(), style.name.lower()):
+                return style.id
+        raise ValidationFailed(
+            f"no image style {request.style!r} on this grid",
+            fields={"style": "unknown; call list_styles for the styles this grid has"},
+        )
+
     async def _check_model_params(self, body: dict[str, Any]) -> None:
-        """Check knobs against the model's published ranges before spending a request."""
+        """Check knobs against the model's published ranges before spending a request.
+
+        A styled request without a model is left to the grid: the style picks the model.
+        """
+        if body.get("style") and not body.get("model"):
+            return
         model = body.get("model") or DEFAULT_IMAGE_MODEL
         if model not in self._params:
             try:
@@ -408,7 +434,9 @@ class AipgV1Backend:
 
     # ------------------------------------------------------------------------ lookups
 
-    async def _lookup(self, url: str, *, with_key: bool = False) -> Any:
+    async def _lookup(
+        self, url: str, *, with_key: bool = False, params: dict[str, Any] | None = None
+    ) -> Any:
         """GET a lookup route.
 
         /v1 answers a generation's 502, 503 and 504 for failed workers, none online and a job
@@ -416,7 +444,7 @@ class AipgV1Backend:
         reported as that, not as advice about a job.
         """
         try:
-            return await self.transport.get(url, with_key=with_key)
+            return await self.transport.get(url, with_key=with_key, params=params)
         except (WorkerFailed, NoWorkers, GenerationTimeout) as exc:
             raise ServerError(
                 f"grid error HTTP {exc.status}: {exc.message}", status=exc.status
@@ -465,6 +493,31 @@ class AipgV1Backend:
             balance_unit="usd",
             details={"credits": credits, "wallet": account.get("wallet")},
         )
+
+    async def styles(self, kind: StyleKind) -> list[Style]:
+        """The grid's curated styles for one kind of job (``GET /v1/styles?job_type=``)."""
+        payload = await self._lookup(self._url("styles"), params={"job_type": kind})
+        listed = payload.get("styles") if isinstance(payload, dict) else None
+        styles = []
+        for item in listed if isinstance(listed, list) else []:
+            if (
+                not isinstance(item, dict)
+                or item.get("job_type", kind) != kind
+                or not item.get("id")
+            ):
+                continue
+            styles.append(
+                Style(
+                    id=str(item["id"]),
+                    name=str(item.get("name") or item["id"]),
+                    type=kind,
+                    description=str(item.get("description") or ""),
+                    models=[str(item["model"])] if item.get("model") else [],
+                    locked=[str(key) for key in item.get("locked") or []],
+                    aspect=str(item["aspect"]) if item.get("aspect") else None,
+                )
+            )
+        return styles
 
     async def _network(self) -> dict[str, Any]:
         try:
