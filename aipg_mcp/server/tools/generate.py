@@ -39,8 +39,8 @@ async def generate_text(
         Text | None,
         Field(
             min_length=1,
-            description="System prompt: how to answer. Sent as a system message on AI Power "
-            "Grid; on Horde grids put before the prompt: system, a blank line, prompt.",
+            description="System prompt. AI Power Grid: a system message; Horde grids: this, "
+            "a blank line, then the prompt.",
         ),
     ] = None,
     models: Annotated[
