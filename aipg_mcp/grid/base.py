@@ -67,7 +67,6 @@ class Style(_Lookup):
         None, description="How the prompt is used: {p} is the prompt, {np} the negative prompt."
     )
     aspect: str | None = None
-    nsfw: bool = False
 
 
 @dataclass(frozen=True)

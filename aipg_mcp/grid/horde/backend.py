@@ -292,7 +292,6 @@ class HordeV2Backend:
                 models=style.models,
                 locked=sorted(style.params),
                 template=style.prompt,
-                nsfw=style.nsfw,
             )
             for style in listed
         ]

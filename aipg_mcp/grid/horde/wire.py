@@ -270,7 +270,6 @@ class StyleDetails(_Response):
     prompt: str = "{p}{np}"
     params: dict[str, Any] = Field(default_factory=dict)
     models: list[str] = Field(default_factory=list)
-    nsfw: bool = False
 
 
 class Heartbeat(_Response):

@@ -38,7 +38,6 @@ async def generate_text(
     system: Annotated[
         Text | None,
         Field(
-            min_length=1,
             description="System prompt. AI Power Grid: a system message; Horde grids: this, "
             "a blank line, then the prompt.",
         ),
@@ -98,10 +97,7 @@ async def generate_image(
     style: Annotated[
         Text | None,
         Field(
-            min_length=1,
-            max_length=256,
-            description="A style's id or name from list_styles: its template, model and "
-            "locked settings apply.",
+            description="A style's id or name (see list_styles); its locked settings win.",
         ),
     ] = None,
     models: Annotated[

@@ -210,8 +210,8 @@ async def list_styles(
         StyleKind | None, Field(description="Which kind of job; leave it out for all.")
     ] = None,
 ) -> StyleList:
-    """List the grid's styles: presets (a prompt template, model and settings) that
-    generate_image takes as `style`, by id or name."""
+    """The grid's styles: presets (prompt template, model, settings) generate_image takes as
+    `style`."""
     state = state_of(ctx)
     backend = await grid_call(state.backend())
     listed: list[Style] = []
