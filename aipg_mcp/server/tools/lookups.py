@@ -210,8 +210,7 @@ async def list_styles(
         StyleKind | None, Field(description="Which kind of job; leave it out for all.")
     ] = None,
 ) -> StyleList:
-    """The grid's styles: presets (prompt template, model, settings) generate_image takes as
-    `style`."""
+    """List the grid's styles: presets (template, model, settings) for generate_image's style."""
     state = state_of(ctx)
     backend = await grid_call(state.backend())
     listed: list[Style] = []
