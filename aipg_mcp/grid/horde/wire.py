@@ -297,8 +297,9 @@ def request_body(
     The negative prompt travels as Horde writes it, after ``###`` in the prompt; a system prompt
     goes before the prompt (:func:`~aipg_mcp.grid.requests.system_prefixed`); a style is sent by
     name or id, and the grid applies it (its template, models and params replace the request's,
-    except ``n`` and a size the style leaves out); knobs left unset take the Horde API's defaults; ``dry_run`` asks for the price only; ``inline_results`` asks
-    for images as base64 in the answer instead of download URLs.
+    except ``n`` and a size the style leaves out); knobs left unset take the Horde API's
+    defaults; ``dry_run`` asks for the price only; ``inline_results`` asks for images as base64
+    in the answer instead of download URLs.
     """
     body: _Request
     try:
