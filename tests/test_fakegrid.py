@@ -651,6 +651,39 @@ async def test_single_styles(fake: FakeGrid, client: httpx.AsyncClient) -> None:
     assert (await client.get("/v2/styles/image_by_name/storyteller")).status_code == 400
 
 
+async def test_submits_apply_a_named_style_as_the_horde_does(
+    fake: FakeGrid, client: httpx.AsyncClient
+) -> None:
+    fake.rate_limits = False
+    job = fake.jobs[
+        await submit_image(
+            client,
+            "a lighthouse###fog",
+            style="fast-sketch",
+            models=["sdxl 1.0"],
+            params={"steps": 40, "height": 640, "n": 2},
+        )
+    ]
+    # The template takes prompt and negative prompt; params, models and nsfw are the style's,
+    # but n and a side the style leaves out are the caller's.
+    assert job.prompt == "a lighthouse, loose pencil sketch, cross hatching###fog, colour, photo"
+    assert job.models == ["flux.1-schnell"]
+    assert (job.params["steps"], job.params["width"], job.params["height"]) == (4, 768, 640)
+    assert job.n == 2
+    by_id = next(style for style in fake.styles if style.name == "storyteller").id
+    text = fake.jobs[await submit_text(client, "Once", style=by_id)]
+    assert text.prompt == "Continue the story with vivid detail:\nOnce"
+    assert text.models == ["koboldcpp/mistral-7b-instruct-v0.3"]
+    for path, style, status, rc in (
+        ("/v2/generate/async", "nope", 404, "StyleNotFound"),
+        ("/v2/generate/async", "storyteller", 400, "StyleMismatch"),
+        ("/v2/generate/text/async", "photographic", 400, "StyleMismatch"),
+    ):
+        refused = await client.post(path, json={"prompt": "x", "style": style}, headers=ANON)
+        assert (refused.status_code, refused.json().get("rc")) == (status, rc), refused.text
+    assert len(fake.jobs) == 2
+
+
 async def test_style_routes_limits_and_retirement(
     fake: FakeGrid, client: httpx.AsyncClient
 ) -> None:

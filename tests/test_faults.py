@@ -750,6 +750,7 @@ LOOKUPS = {
         Lookup("news", resource="aipg://news"),
         Lookup("performance", resource="aipg://performance"),
         Lookup("modes", resource="aipg://modes"),
+        Lookup("styles_image", tool="list_styles"),
     ],
     "v1": [
         Lookup("v1_status_models", tool="list_models"),
@@ -757,6 +758,7 @@ LOOKUPS = {
         Lookup("v1_credits", tool="get_account"),
         Lookup("v1_status_network", resource="aipg://news"),
         Lookup("v1_stats_totals", resource="aipg://performance", optional=True),
+        Lookup("v1_styles", resource="aipg://styles"),
     ],
 }
 

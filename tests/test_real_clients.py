@@ -58,6 +58,7 @@ TOOLS = {
     "get_status",
     "cancel_job",
     "list_models",
+    "list_styles",
     "get_account",
     "estimate_cost",
     "generate_video",
@@ -368,6 +369,7 @@ async def sweep(inspect: Inspector, grid: Grid, era: str, *, restarts: bool, ext
             era, "generate_3d", {"image": tiny_png_data_url()}, is_error=grid.api == "v2"
         ),
         "list_models": lambda: inspect.tool(era, "list_models", {"type": "image"}),
+        "list_styles": lambda: inspect.tool(era, "list_styles", {"type": "image"}),
         "account": lambda: inspect.tool(era, "get_account", {}),
         "estimate": lambda: inspect.tool(
             era, "estimate_cost", {"kind": "image", "width": 512, "height": 512}
@@ -409,13 +411,20 @@ async def sweep(inspect: Inspector, grid: Grid, era: str, *, restarts: bool, ext
     never = report(first["never"])
     assert never["state"] in ("queued", "processing"), never
     assert report(first["list_models"])["models"], first["list_models"]
+    assert report(first["list_styles"])["styles"], first["list_styles"]
     account = report(first["account"])
     assert account["api"] == grid.api and account["username"] == "tester#7", account
     assert API_KEY not in json.dumps(first["account"])
     assert report(first["estimate"])["cost"] is not None, first["estimate"]
 
     static = [r["uri"] for r in first["resources"]["resources"]]
-    assert {"aipg://news", "aipg://performance", "aipg://modes", "aipg://jobs"} <= set(static)
+    assert {
+        "aipg://news",
+        "aipg://performance",
+        "aipg://modes",
+        "aipg://styles",
+        "aipg://jobs",
+    } <= set(static)
     saved = image["images"][0]
     later: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
         uri: (lambda uri=uri: inspect(era, "resources/read", "--uri", uri)) for uri in static

@@ -228,7 +228,13 @@ async def test_lookups_and_resources(grid: Grid, client: Client) -> None:
     assert account["api"] == grid.api
     assert account["balance_unit"] == ("kudos" if grid.api == "v2" else "usd")
 
-    for uri in ("aipg://news", "aipg://performance", "aipg://modes", "aipg://models/text"):
+    for uri in (
+        "aipg://news",
+        "aipg://performance",
+        "aipg://modes",
+        "aipg://models/text",
+        "aipg://styles",
+    ):
         contents = (await client.read_resource(uri)).contents
         assert json.loads(contents[0].text) is not None  # type: ignore[union-attr]
     before = len(grid.fake.received)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,6 +52,27 @@ class Newspiece(_Lookup):
     title: str | None = None
     tags: list[str] = Field(default_factory=list)
     more_info_urls: list[str] = Field(default_factory=list)
+
+
+StyleKind = Literal["image", "text", "video"]
+"""The kinds of job a grid may have styles for."""
+STYLE_KINDS: tuple[StyleKind, ...] = ("image", "video", "text")
+
+
+class Style(_Lookup):
+    """A preset a generate call can name: a prompt template with the model and settings it
+    suits. ``locked`` names the settings it fixes whatever the caller asks for."""
+
+    id: str
+    name: str
+    type: StyleKind
+    description: str = ""
+    models: list[str] = Field(default_factory=list)
+    locked: list[str] = Field(default_factory=list)
+    template: str | None = Field(
+        None, description="How the prompt is used: {p} is the prompt, {np} the negative prompt."
+    )
+    aspect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +186,10 @@ class GridBackend(Protocol):
     async def account(self) -> AccountInfo: ...
 
     async def news(self) -> list[Newspiece]: ...
+
+    async def styles(self, kind: StyleKind) -> list[Style]:
+        """The styles the grid lists for one kind of job (none when it has no such styles)."""
+        ...
 
     async def performance(self) -> dict[str, Any]:
         """Queues, workers and throughput, as JSON; says what the backend cannot report."""

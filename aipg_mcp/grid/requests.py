@@ -84,18 +84,23 @@ class _Request(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def _not_blank(value: str) -> str:
+def _not_blank(value: str, name: str = "prompt") -> str:
     if not value.strip():
-        raise ValueError("prompt must not be blank")
+        raise ValueError(f"{name} must not be blank")
     return value
 
 
 class TextRequest(_Request):
-    """Text: a raw completion of ``prompt``."""
+    """Text: a raw completion of ``prompt``, steered by the ``system`` prompt when one is given.
+
+    A chat API sends ``system`` as a system message; a raw-completion API puts it before the
+    prompt (see :func:`system_prefixed`).
+    """
 
     kind: ClassVar[JobKind] = JobKind.TEXT
 
     prompt: Annotated[str, Field(min_length=1)]
+    system: Annotated[str | None, Field(min_length=1)] = None
     models: list[str] = Field(default_factory=list)
     max_length: Annotated[int, Field(ge=16, le=2048, description="Tokens to generate.")] = 80
     max_context_length: Annotated[
@@ -112,6 +117,11 @@ class TextRequest(_Request):
     @classmethod
     def _prompt_not_blank(cls, value: str) -> str:
         return _not_blank(value)
+
+    @field_validator("system")
+    @classmethod
+    def _system_not_blank(cls, value: str | None) -> str | None:
+        return None if value is None else _not_blank(value, "system")
 
     @field_validator("stop_sequence")
     @classmethod
@@ -136,6 +146,12 @@ class TextRequest(_Request):
                 f"({self.max_context_length})"
             )
         return self
+
+
+def system_prefixed(request: TextRequest) -> str:
+    """The prompt with the system prompt before it, for APIs that take one text: the system
+    prompt, a blank line, then the prompt (the prompt alone when there is no system prompt)."""
+    return request.prompt if request.system is None else f"{request.system}\n\n{request.prompt}"
 
 
 class Lora(_Request):
@@ -175,6 +191,13 @@ class ImageRequest(_Request):
     source_image: str | None = None
     denoising_strength: Annotated[float | None, Field(ge=0.01, le=1.0)] = None
     allow_downgrade: bool | None = None
+    style: Annotated[str | None, Field(min_length=1, max_length=256)] = None
+
+    @field_validator("style")
+    @classmethod
+    def _style_named(cls, value: str | None) -> str | None:
+        """A style id or name, without the spaces around it."""
+        return None if value is None else _not_blank(value, "style").strip()
 
     @field_validator("prompt")
     @classmethod

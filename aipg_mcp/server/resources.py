@@ -1,5 +1,5 @@
-"""MCP resources (grid news, performance, modes, models, jobs, saved images, videos, songs and
-meshes) and prompts."""
+"""MCP resources (grid news, performance, modes, models, styles, jobs, saved images, videos,
+songs and meshes) and prompts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from pydantic import BaseModel
 
-from aipg_mcp.grid.base import GridBackend
+from aipg_mcp.grid.base import STYLE_KINDS, GridBackend, StyleKind
 from aipg_mcp.grid.errors import GridError
 from aipg_mcp.grid.jobs import MEDIA_FILES, JobKind
 from aipg_mcp.grid.requests import ModelType
@@ -80,6 +80,15 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
         except ValueError:
             raise ResourceNotFoundError(f"no model type {type!r}; use text or image") from None
         return await cached(f"models:{kind.value}", lambda backend: backend.models(kind))
+
+    @mcp.resource("aipg://styles", title="Styles", mime_type="application/json")
+    async def styles() -> Any:
+        """The grid's styles for each kind of job, as list_styles shows them."""
+
+        def of(kind: StyleKind) -> Callable[[GridBackend], Awaitable[Any]]:
+            return lambda backend: backend.styles(kind)
+
+        return [style for kind in STYLE_KINDS for style in await cached(f"styles:{kind}", of(kind))]
 
     @mcp.resource("aipg://jobs", title="Recent jobs", mime_type="application/json")
     async def recent_jobs() -> Any:

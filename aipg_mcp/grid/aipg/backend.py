@@ -44,6 +44,8 @@ from aipg_mcp.grid.base import (
     JobListener,
     Newspiece,
     PollPolicy,
+    Style,
+    StyleKind,
 )
 from aipg_mcp.grid.errors import (
     GenerationTimeout,
@@ -182,15 +184,20 @@ class AipgV1Backend:
                 job = LocalJob(str(uuid.uuid4()), JobKind.TEXT, max_tokens=body["max_tokens"])
                 return self._start(job, self._run_text, body)
             case ImageRequest():
+                if request.style:
+                    style = await self._style_id(request.style, "image")
+                    request = request.model_copy(update={"style": style})
                 body = image_body(request, inline=self.options.inline_results)
                 await self._check_model_params(JobKind.IMAGE, body)
                 return self._start(
                     LocalJob(str(uuid.uuid4()), JobKind.IMAGE), self._run_image, body
                 )
             case VideoRequest() | AudioRequest() | MeshRequest():
+                if isinstance(request, VideoRequest) and request.style:
+                    style = await self._style_id(request.style, "video")
+                    request = request.model_copy(update={"style": style})
                 body = media_body(request, inline=self.options.inline_results)
-                if "style" not in body or "model" in body:  # a style may pick its own model
-                    await self._check_model_params(request.kind, body)
+                await self._check_model_params(request.kind, body)
                 return self._start(LocalJob(str(uuid.uuid4()), request.kind), self._run_media, body)
             case CaptionRequest():
                 raise Unsupported(
@@ -206,7 +213,7 @@ class AipgV1Backend:
             body: dict[str, Any] = {
                 "model": request.models[0] if request.models else "auto",
                 "modality": "text",
-                "prompt_tokens": max(1, len(request.prompt) // 4),
+                "prompt_tokens": max(1, (len(request.prompt) + len(request.system or "")) // 4),
                 "max_tokens": request.max_length,
             }
         else:
@@ -264,8 +271,30 @@ class AipgV1Backend:
             },
         )
 
+    async def _style_id(self, named: str, kind: StyleKind) -> str:
+        """The id of the style named by id or name (in any case), checked against the grid's
+        list before anything is billed; the name as given when the list is out of reach (the
+        grid then judges it)."""
+        wanted = named.lower()
+        try:
+            styles = await self.styles(kind)
+        except GridError:
+            return named
+        for style in styles:
+            if wanted in (style.id.lower(), style.name.lower()):
+                return style.id
+        raise ValidationFailed(
+            f"no {kind} style {named!r} on this grid",
+            fields={"style": "unknown; call list_styles for the styles this grid has"},
+        )
+
     async def _check_model_params(self, kind: JobKind, body: dict[str, Any]) -> None:
-        """Check knobs against the model's published ranges before spending a request."""
+        """Check knobs against the model's published ranges before spending a request.
+
+        A styled request without a model is left to the grid: the style picks the model.
+        """
+        if body.get("style") and not body.get("model"):
+            return
         model = body.get("model") or DEFAULT_MODELS[kind]
         if model not in self._params:
             try:
@@ -484,7 +513,9 @@ class AipgV1Backend:
 
     # ------------------------------------------------------------------------ lookups
 
-    async def _lookup(self, url: str, *, with_key: bool = False) -> Any:
+    async def _lookup(
+        self, url: str, *, with_key: bool = False, params: dict[str, Any] | None = None
+    ) -> Any:
         """GET a lookup route.
 
         /v1 answers a generation's 502, 503 and 504 for failed workers, none online and a job
@@ -492,7 +523,7 @@ class AipgV1Backend:
         reported as that, not as advice about a job.
         """
         try:
-            return await self.transport.get(url, with_key=with_key)
+            return await self.transport.get(url, with_key=with_key, params=params)
         except (WorkerFailed, NoWorkers, GenerationTimeout) as exc:
             raise ServerError(
                 f"grid error HTTP {exc.status}: {exc.message}", status=exc.status
@@ -541,6 +572,31 @@ class AipgV1Backend:
             balance_unit="usd",
             details={"credits": credits, "wallet": account.get("wallet")},
         )
+
+    async def styles(self, kind: StyleKind) -> list[Style]:
+        """The grid's curated styles for one kind of job (``GET /v1/styles?job_type=``)."""
+        payload = await self._lookup(self._url("styles"), params={"job_type": kind})
+        listed = payload.get("styles") if isinstance(payload, dict) else None
+        styles = []
+        for item in listed if isinstance(listed, list) else []:
+            if (
+                not isinstance(item, dict)
+                or item.get("job_type", kind) != kind
+                or not item.get("id")
+            ):
+                continue
+            styles.append(
+                Style(
+                    id=str(item["id"]),
+                    name=str(item.get("name") or item["id"]),
+                    type=kind,
+                    description=str(item.get("description") or ""),
+                    models=[str(item["model"])] if item.get("model") else [],
+                    locked=[str(key) for key in item.get("locked") or []],
+                    aspect=str(item["aspect"]) if item.get("aspect") else None,
+                )
+            )
+        return styles
 
     async def _network(self) -> dict[str, Any]:
         try:

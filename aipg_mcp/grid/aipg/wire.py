@@ -78,9 +78,12 @@ def chat_body(request: TextRequest) -> dict[str, Any]:
             "AI Power Grid's /v1 API returns one completion per call",
             fields={"n": "must be 1 on this grid; call again for more completions"},
         )
+    messages = [{"role": "user", "content": request.prompt}]
+    if request.system is not None:
+        messages.insert(0, {"role": "system", "content": request.system})
     body: dict[str, Any] = {
         "model": request.models[0] if request.models else "auto",
-        "messages": [{"role": "user", "content": request.prompt}],
+        "messages": messages,
         # Always cap the output: the grid's default is 32768 tokens, reserved up front.
         "max_tokens": request.max_length,
         "stream": True,
@@ -141,6 +144,8 @@ def image_body(request: ImageRequest, *, inline: bool = False) -> dict[str, Any]
     }
     if request.models:
         body["model"] = request.models[0]
+    if request.style:
+        body["style"] = request.style
     if request.negative_prompt and request.negative_prompt.strip():
         body["negative_prompt"] = request.negative_prompt.strip()
     if seed is not None:

@@ -16,6 +16,8 @@ from aipg_mcp.grid.base import (
     JobListener,
     Newspiece,
     PollPolicy,
+    Style,
+    StyleKind,
 )
 from aipg_mcp.grid.errors import (
     InvalidAPIKey,
@@ -37,6 +39,7 @@ from aipg_mcp.grid.horde.wire import (
     InterrogationStatus,
     RequestAsync,
     RequestStatusCheck,
+    StyleDetails,
     TextStatus,
     UserDetails,
     no_media,
@@ -77,6 +80,7 @@ _POLL = {
 }
 _MODELS = TypeAdapter(list[ActiveModel])
 _NEWS = TypeAdapter(list[Newspiece])
+_STYLES = TypeAdapter(list[StyleDetails])
 _CAPTION_DONE = {"done", "partial"}
 _NO_WORKER = "NoAvailableWorker"
 _KEY_WITH_KUDOS = "or set AIPG_API_KEY to a key that holds enough kudos."
@@ -280,6 +284,28 @@ class HordeV2Backend:
 
     async def news(self) -> list[Newspiece]:
         return _parse_list(_NEWS, await self.transport.get(self._url("status/news")))
+
+    async def styles(self, kind: StyleKind) -> list[Style]:
+        """The grid's most used public styles (its first page); a private one is named by id.
+
+        A style replaces a request's models and params (but ``n``, and a size it leaves out),
+        so every param it sets is locked.
+        """
+        if kind == "video":
+            return []
+        listed = _parse_list(_STYLES, await self.transport.get(self._url(f"styles/{kind}")))
+        return [
+            Style(
+                id=style.id,
+                name=style.name,
+                type=kind,
+                description=style.info or "",
+                models=style.models,
+                locked=sorted(style.params),
+                template=style.prompt,
+            )
+            for style in listed
+        ]
 
     async def performance(self) -> dict[str, Any]:
         payload = await self.transport.get(self._url("status/performance"))

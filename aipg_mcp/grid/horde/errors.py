@@ -33,6 +33,8 @@ _HINT_BY_RC: dict[str, str] = {
     "BannedClientAgent": "The client agent is banned; upgrade aipg-mcp.",
     "AnonForbidden": "This needs a registered API key; set AIPG_API_KEY.",
     "StylesAnonForbidden": "Styles need a registered API key; set AIPG_API_KEY.",
+    "StyleNotFound": "No style by that name or id on this grid; call list_styles for those it has.",
+    "StyleMismatch": "That style is for another kind of job; call list_styles for this kind.",
     "RequiresTrust": "This option needs a trusted account.",
     "WorkerNotFound": "One of the worker ids does not exist; remove it.",
     "SharedKeyEmpty": "The shared key has no kudos left.",

@@ -22,6 +22,7 @@ from aipg_mcp.grid.requests import (
     Lora,
     PostProcessor,
     Sampler,
+    system_prefixed,
 )
 
 InterrogationForm = CaptionForm | PostProcessor
@@ -102,6 +103,7 @@ class ImageRequest(_Request):
     source_processing: SourceProcessing | None = None
     r2: bool = True
     allow_downgrade: bool | None = None
+    style: str | None = None
     dry_run: bool | None = None
 
     @field_validator("prompt")
@@ -259,6 +261,17 @@ class HordePerformance(_Response):
     past_minute_tokens: float = 0
 
 
+class StyleDetails(_Response):
+    """One entry of ``GET /v2/styles/image`` or ``/v2/styles/text``."""
+
+    id: str = ""
+    name: str = ""
+    info: str | None = None
+    prompt: str = "{p}{np}"
+    params: dict[str, Any] = Field(default_factory=dict)
+    models: list[str] = Field(default_factory=list)
+
+
 class Heartbeat(_Response):
     message: str = ""
     version: str = ""
@@ -294,19 +307,24 @@ def request_body(
 ) -> dict[str, Any]:
     """The Horde v2 body of a request, checked against this API's own limits.
 
-    The negative prompt travels as Horde writes it, after ``###`` in the prompt; knobs left unset
-    take the Horde API's defaults; ``dry_run`` asks for the price only; ``inline_results`` asks
-    for images as base64 in the answer instead of download URLs.
+    The negative prompt travels as Horde writes it, after ``###`` in the prompt; a system prompt
+    goes before the prompt (:func:`~aipg_mcp.grid.requests.system_prefixed`); a style is sent by
+    name or id, and the grid applies it (its template, models and params replace the request's,
+    except ``n`` and a size the style leaves out); knobs left unset take the Horde API's
+    defaults; ``dry_run`` asks for the price only; ``inline_results`` asks for images as base64
+    in the answer instead of download URLs.
     """
     body: _Request
     try:
         match request:
             case requests.TextRequest():
                 body = TextRequest(
-                    prompt=request.prompt,
+                    prompt=system_prefixed(request),
                     models=request.models,
                     params=TextParams.model_validate(
-                        request.model_dump(exclude_none=True, exclude={"prompt", "models"})
+                        request.model_dump(
+                            exclude_none=True, exclude={"prompt", "system", "models"}
+                        )
                     ),
                 )
             case requests.ImageRequest():
@@ -341,6 +359,7 @@ def _image_request(request: requests.ImageRequest, *, r2: bool) -> ImageRequest:
             "censor_nsfw",
             "source_image",
             "allow_downgrade",
+            "style",
         },
     )
     return ImageRequest(
@@ -352,5 +371,6 @@ def _image_request(request: requests.ImageRequest, *, r2: bool) -> ImageRequest:
         source_image=request.source_image,
         source_processing="img2img" if request.source_image else None,
         allow_downgrade=request.allow_downgrade,
+        style=request.style,
         r2=r2,
     )

@@ -9,7 +9,7 @@ from aipg_mcp.server.state import AppState
 from aipg_mcp.server.tools.common import CANCEL, GENERATE, LOOKUP, RESULT_META
 from aipg_mcp.server.tools.generate import caption_image, generate_image, generate_text
 from aipg_mcp.server.tools.jobs import cancel_job, get_status
-from aipg_mcp.server.tools.lookups import estimate_cost, get_account, list_models
+from aipg_mcp.server.tools.lookups import estimate_cost, get_account, list_models, list_styles
 from aipg_mcp.server.tools.media import generate_3d, generate_audio, generate_video
 
 
@@ -25,4 +25,5 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
     mcp.tool(title="Cancel job", annotations=CANCEL, meta=RESULT_META)(cancel_job)
     mcp.tool(title="Estimate cost", annotations=LOOKUP)(estimate_cost)
     mcp.tool(title="List models", annotations=LOOKUP)(list_models)
+    mcp.tool(title="List styles", annotations=LOOKUP)(list_styles)
     mcp.tool(title="Account", annotations=LOOKUP)(get_account)

@@ -35,6 +35,13 @@ from aipg_mcp.server.tools.common import (
 async def generate_text(
     prompt: Annotated[str, Field(min_length=1, description="The text to continue or answer.")],
     ctx: AppContext,
+    system: Annotated[
+        Text | None,
+        Field(
+            description="System prompt. AI Power Grid: a system message; Horde grids: this, "
+            "a blank line, then the prompt.",
+        ),
+    ] = None,
     models: Annotated[
         list[Text] | None,
         Field(description="Models allowed to serve it (see list_models type=text). Empty: any."),
@@ -68,6 +75,7 @@ async def generate_text(
         # One validation of the whole request, so every problem is reported at once.
         lambda: TextRequest(
             prompt=prompt,
+            system=system,
             models=models,
             max_length=max_length,
             max_context_length=max_context_length,
@@ -86,6 +94,12 @@ async def generate_image(
     prompt: Annotated[str, Field(min_length=1, description="What to draw.")],
     ctx: AppContext,
     negative_prompt: Annotated[Text | None, Field(description="What to avoid.")] = None,
+    style: Annotated[
+        Text | None,
+        Field(
+            description="A style's id or name (see list_styles); its locked settings win.",
+        ),
+    ] = None,
     models: Annotated[
         list[Text] | None,
         Field(description="Models allowed to draw it (see list_models). Empty: any."),
@@ -158,13 +172,14 @@ async def generate_image(
     source = None
     if source_image:
         source = await read_source_image(state, source_image, "source_image")
-    models = named(models) or (
-        [model] if (model := session_settings(state.settings).default_image_model) else []
-    )
+    # A style brings its own model; the session's default model would override it.
+    default = None if style else session_settings(state.settings).default_image_model
+    models = named(models) or ([default] if default else [])
     request = build_request(
         lambda: ImageRequest(
             prompt=prompt,
             negative_prompt=negative_prompt,
+            style=style,
             models=models,
             width=width,
             height=height,

@@ -11,6 +11,7 @@ from pydantic import (
     Field,
 )
 
+from aipg_mcp.grid.base import STYLE_KINDS, Style, StyleKind
 from aipg_mcp.grid.errors import GridError
 from aipg_mcp.grid.jobs import JobKind
 from aipg_mcp.grid.requests import (
@@ -47,6 +48,13 @@ class ModelList(BaseModel):
     type: Literal["text", "image"] | None = Field(description="The kind asked for; null: both.")
     grid: str
     models: list[ModelInfo]
+    note: str
+
+
+class StyleList(BaseModel):
+    type: StyleKind | None = Field(description="The kind asked for; null: all.")
+    grid: str
+    styles: list[Style]
     note: str
 
 
@@ -229,6 +237,30 @@ async def list_models(
         note=" and ".join(counts)
         + ("" if include_offline else " with workers online")
         + ", fastest first.",
+    )
+
+
+async def list_styles(
+    ctx: AppContext,
+    type: Annotated[
+        StyleKind | None, Field(description="Which kind of job; leave it out for all.")
+    ] = None,
+) -> StyleList:
+    """List the grid's styles: presets (template, model, settings) for generate_image's style."""
+    state = state_of(ctx)
+    backend = await grid_call(state.backend())
+    listed: list[Style] = []
+    for kind in [type] if type else STYLE_KINDS:
+        listed.extend(
+            await grid_call(state.cache.get(f"styles:{kind}", partial(backend.styles, kind)))
+        )
+    return StyleList(
+        type=type,
+        grid=backend.base_url,
+        styles=listed,
+        note=f"{len(listed)} styles. A style's locked settings override yours."
+        if listed
+        else "This grid lists no styles of that kind.",
     )
 
 

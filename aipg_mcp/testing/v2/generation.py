@@ -20,6 +20,7 @@ from aipg_mcp.testing.state import (
     JobState,
 )
 from aipg_mcp.testing.v2.base import V2Base
+from aipg_mcp.testing.v2.styles import apply_style
 from aipg_mcp.testing.v2.validation import (
     IMAGE_REQUEST,
     INTERROGATION_REQUEST,
@@ -123,6 +124,8 @@ class GenerationRoutes(V2Base):
         key = apikey(request)
         require(body, "prompt", MISSING_TEXT_PROMPT)
         user = self._authenticate(key)
+        if body.get("style"):
+            apply_style(self.grid, body, "text")
         params = _text_params(body)
         check_text(body, params)
         check_common(body, trusted=user.trusted, n=params["n"], worker_ids=set(WORKER_IDS.values()))
@@ -204,6 +207,8 @@ class GenerationRoutes(V2Base):
         user = self._authenticate(apikey(request))
         if request.headers.get("client-agent") == BANNED_CLIENT_AGENT:
             raise ApiError(403, "This client agent is banned.", "BannedClientAgent")
+        if body.get("style"):
+            apply_style(self.grid, body, "image")
         params = _image_params(body)
         check_image(body, params)
         check_common(body, trusted=user.trusted, n=params["n"], worker_ids=set(WORKER_IDS.values()))

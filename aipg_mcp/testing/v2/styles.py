@@ -16,20 +16,26 @@ The read routes need no key:
 A style of the other type is a 400 ``StyleGetMistmatch`` on the single-style routes. Image
 styles show their example pictures; neither type shows a shared key (the fake has none). The
 fake's styles are ``grid.styles`` (a list of :class:`HordeStyle`), which tests may change.
-Applying a style to a generation is not modelled: a submit naming one is still refused.
+
+A submit's ``style`` (an id or a name, private styles too) is applied as the Horde applies it
+(:func:`apply_style`): unknown is a 404 ``StyleNotFound``, the other type a 400
+``StyleMismatch``; shared keys, collections and the creator's kudos are not modelled.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from aipg_mcp.testing.responses import ApiError, json_response, validation_error
 from aipg_mcp.testing.v2.base import V2Base
+
+if TYPE_CHECKING:
+    from aipg_mcp.testing.fakegrid import FakeGrid
 
 StyleType = Literal["image", "text"]
 PAGE_SIZE = 25
@@ -170,6 +176,68 @@ def default_styles() -> list[HordeStyle]:
     ]
 
 
+def named_style(grid: FakeGrid, raw: str) -> HordeStyle | None:
+    """By name; ``a::b::name`` and ``a::name`` narrow it to a creator (when ``a`` or ``b``
+    is a known one) or to styles (``style``); ``collection`` finds nothing here."""
+    parts = raw.split("::")
+    name, creator, collections_only = raw, None, False
+    if len(parts) == 3:
+        name, creator = parts[2], parts[1]
+        collections_only = parts[0] == "collection"
+    elif len(parts) == 2:
+        name = parts[1]
+        collections_only = parts[0] == "collection"
+        creator = None if parts[0] in ("collection", "style") else parts[0]
+    known = {style.creator for style in grid.styles}
+    known.update(user.username for user in grid.users.values())
+    creator = creator if creator in known else None  # an unknown creator filters nothing
+    style = None
+    if not collections_only:
+        style = next(
+            (
+                item
+                for item in grid.styles
+                if item.name == name and (creator is None or item.creator == creator)
+            ),
+            None,
+        )
+    return style
+
+
+def apply_style(grid: FakeGrid, body: dict[str, Any], kind: StyleType) -> None:
+    """Apply the submit's ``style`` (by id, else by name) to ``body`` as the Horde does.
+
+    Its models and nsfw replace the request's; its params replace the request's, except
+    ``n`` (and, for images, a width or height the style leaves out); its template takes the
+    prompt at ``{p}`` and, for images, the negative prompt (after ``###``) at ``{np}``.
+    """
+    raw = str(body["style"])
+    style = next((item for item in grid.styles if item.id == raw), None)
+    style = style or named_style(grid, raw)
+    if style is None:
+        raise ApiError(404, f"Style with ID '{raw}' not found.", "StyleNotFound")
+    if style.kind != kind:
+        # The Horde's own words, the text submit's slip included.
+        other = "Text" if kind == "image" else "Image"
+        raise ApiError(400, f"{other} styles cannot be used on image requests", "StyleMismatch")
+    prompt, negative = str(body.get("prompt") or ""), ""
+    if kind == "image":
+        prompt, _, negative = prompt.partition("###")
+        if "###" not in style.prompt and negative and "###" not in negative:
+            negative = "###" + negative
+    body["prompt"] = style.prompt.replace("{p}", prompt).replace("{np}", negative)
+    asked = dict(body.get("params") or {})
+    params = {**style.params, "n": asked.get("n", 1)}
+    if kind == "image":
+        for side in ("width", "height"):
+            if side not in style.params and side in asked:
+                params[side] = asked[side]
+    body["params"] = params
+    body["models"] = list(style.models)
+    body["nsfw"] = style.nsfw
+    style.use_count += 1
+
+
 class StyleRoutes(V2Base):
     """The Horde's style read routes (see the module docstring)."""
 
@@ -243,31 +311,8 @@ class StyleRoutes(V2Base):
         return self._checked(style, kind)
 
     def _by_name(self, request: Request, kind: StyleType) -> Response:
-        """By name; ``a::b::name`` and ``a::name`` narrow it to a creator (when ``a`` or ``b``
-        is a known one) or to styles (``style``); ``collection`` finds nothing here."""
         raw = request.path_params["style_name"]
-        parts = raw.split("::")
-        name, creator, collections_only = raw, None, False
-        if len(parts) == 3:
-            name, creator = parts[2], parts[1]
-            collections_only = parts[0] == "collection"
-        elif len(parts) == 2:
-            name = parts[1]
-            collections_only = parts[0] == "collection"
-            creator = None if parts[0] in ("collection", "style") else parts[0]
-        known = {style.creator for style in self.grid.styles}
-        known.update(user.username for user in self.grid.users.values())
-        creator = creator if creator in known else None  # an unknown creator filters nothing
-        style = None
-        if not collections_only:
-            style = next(
-                (
-                    item
-                    for item in self.grid.styles
-                    if item.name == name and (creator is None or item.creator == creator)
-                ),
-                None,
-            )
+        style = named_style(self.grid, raw)
         if style is None:
             raise ApiError(404, f"Style with ID '{raw}' not found.", "StyleNotFound")
         return self._checked(style, kind)

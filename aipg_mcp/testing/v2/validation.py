@@ -363,7 +363,7 @@ def _bad(rc: str, message: str, status: int = 400) -> ApiError:
 
 
 def check_common(body: Mapping[str, Any], *, trusted: bool, n: int, worker_ids: set[str]) -> None:
-    """Rules shared by text and image submits: webhook, batching, proxying, workers, styles."""
+    """Rules shared by text and image submits: webhook, batching, proxying, workers."""
     webhook = body.get("webhook")
     if webhook is not None and not str(webhook).startswith("https://"):
         raise _bad("BadRequest", "webhooks need to point to an https:// URL.")
@@ -374,8 +374,6 @@ def check_common(body: Mapping[str, Any], *, trusted: bool, n: int, worker_ids: 
     for worker in body.get("workers") or []:
         if worker not in worker_ids:
             raise ApiError(404, f"Worker with ID '{worker}' not found.", "WorkerNotFound")
-    if body.get("style"):
-        raise ApiError(404, f"Style '{body['style']}' not found.", "StyleNotFound")
 
 
 def check_text(body: Mapping[str, Any], params: Mapping[str, Any]) -> None:
