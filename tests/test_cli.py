@@ -274,9 +274,9 @@ def test_call_bad_argument_is_a_tool_error(
 def test_call_unknown_tool_lists_the_tools(
     cli_grid: Grid, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(capsys, "call", "generate_video")
+    code, _, err = run(capsys, "call", "generate_hologram")
     assert code == 2
-    assert "unknown tool 'generate_video'" in err and "generate_image" in err
+    assert "unknown tool 'generate_hologram'" in err and "generate_image" in err
 
 
 def test_call_usage_errors(cli_grid: Grid, capsys: pytest.CaptureFixture[str]) -> None:

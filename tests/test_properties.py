@@ -56,8 +56,8 @@ from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.app import build_server, default_selector
 from aipg_mcp.server.invalid_arguments import HEADER as REFUSAL
-from aipg_mcp.server.reports import JobReport
-from aipg_mcp.server.tools.lookups import Account, CostEstimate, ModelList
+from aipg_mcp.server.reports import JobReport, MediaJobReport
+from aipg_mcp.server.tools.lookups import Account, CostEstimate, ModelList, StyleList
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 from aipg_mcp.testing import images as fake_images
 from tests.conftest import API_KEY
@@ -86,11 +86,29 @@ TOOLS = frozenset(
         "cancel_job",
         "estimate_cost",
         "list_models",
+        "list_styles",
         "get_account",
+        "generate_video",
+        "generate_audio",
+        "generate_3d",
     }
 )
-GENERATORS = frozenset({"generate_text", "generate_image", "caption_image"})
-SOURCE_ARGUMENTS = {("generate_image", "source_image"), ("caption_image", "image")}
+GENERATORS = frozenset(
+    {
+        "generate_text",
+        "generate_image",
+        "caption_image",
+        "generate_video",
+        "generate_audio",
+        "generate_3d",
+    }
+)
+SOURCE_ARGUMENTS = {
+    ("generate_image", "source_image"),
+    ("caption_image", "image"),
+    ("generate_video", "source_image"),
+    ("generate_3d", "image"),
+}
 OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "generate_text": JobReport,
     "generate_image": JobReport,
@@ -99,7 +117,11 @@ OUTPUT_MODELS: dict[str, type[BaseModel]] = {
     "cancel_job": JobReport,
     "estimate_cost": CostEstimate,
     "list_models": ModelList,
+    "list_styles": StyleList,
     "get_account": Account,
+    "generate_video": MediaJobReport,
+    "generate_audio": MediaJobReport,
+    "generate_3d": MediaJobReport,
 }
 # Longest wait a valid call may ask for when it could really wait: jobs for a model no worker
 # serves never finish, so a valid wait_seconds=600 would be a 600 s example. The schema's
@@ -190,6 +212,8 @@ def _valid_core(core: Schema, defs: Schema, max_string: int) -> st.SearchStrateg
     if kind == "number":
         return st.floats(low, high, allow_nan=False, allow_infinity=False)
     if kind == "string":
+        if "pattern" in core:
+            return st.from_regex(core["pattern"], fullmatch=True)
         shortest = core.get("minLength", 0)
         return st.text(min_size=shortest, max_size=core.get("maxLength", max(max_string, shortest)))
     if kind == "boolean":
@@ -400,9 +424,22 @@ def bad_values(schema: Schema, defs: Schema) -> list[Bad]:
             bads.append(
                 Bad(
                     "too long",
-                    st.text(min_size=longest + 1, max_size=longest + 40),
+                    # Hypothesis draws text of a few thousand characters at most.
+                    st.text(min_size=longest + 1, max_size=longest + 40)
+                    if longest < 1000
+                    else st.integers(1, 40).map(lambda k: "x" * (longest + k)),
                     "x" * (longest + 1),
                     rf"at most {longest} character",
+                )
+            )
+        if "pattern" in core:
+            pattern = core["pattern"]
+            bads.append(
+                Bad(
+                    "off its pattern",
+                    st.text(max_size=12).filter(lambda s: re.fullmatch(pattern, s) is None),
+                    "??",
+                    "should match pattern",
                 )
             )
         bads.append(Bad("lone surrogate", SURROGATES, "\ud800", "valid string"))

@@ -72,6 +72,8 @@ def _problem(error: ErrorDetails, schema: Mapping[str, Any]) -> str:
         return f"{words} {_number(ctx[key])}"
     if kind in _LENGTHS:
         words, key, unit = _LENGTHS[kind]
+        if isinstance(error.get("input"), str):
+            unit = "character"  # a string whose length pydantic checked after a validator
         count = ctx[key]
         return f"{words} {count} {unit}{'' if count == 1 else 's'}"
     message = error["msg"]
