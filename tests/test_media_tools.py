@@ -278,6 +278,32 @@ async def test_cancel_stops_waiting_for_a_media_job(fake: FakeGrid, client: Clie
     assert status["state"] == "cancelled"
 
 
+async def test_a_media_job_in_flight_at_a_restart_is_reported_interrupted(
+    fake: FakeGrid, tmp_path: Path
+) -> None:
+    """A /v1 media job runs inside the server: one in flight when it stops lost its answer, and
+    the next server says so (and that the grid may still bill it) instead of waiting for it."""
+    assert fake.root_url is not None
+    settings = settings_for(fake.root_url, tmp_path)
+    async with Client(build_server(settings)) as first:
+        started = report(
+            await first.call_tool(
+                "generate_video",
+                {
+                    "prompt": "a long take [fake:seconds=60]",
+                    "seconds": 1,
+                    "fps": 8,
+                    "wait_seconds": 0,
+                },
+            )
+        )
+        assert started["state"] in ("queued", "processing")
+    async with Client(build_server(settings)) as second:
+        lost = report(await second.call_tool("get_status", {"job_id": started["job_id"]}))
+    assert lost["state"] == "interrupted" and lost["kind"] == "video", lost
+    assert "billed" in lost["message"], lost
+
+
 async def test_an_identical_call_reuses_the_job(fake: FakeGrid, client: Client) -> None:
     args = {"prompt": "rain on a tin roof", "seconds": 12, "wait_seconds": 0}
     first = report(await client.call_tool("generate_audio", args))
