@@ -423,6 +423,24 @@ async def test_account_estimates_and_performance_know_the_modalities(
     assert fake.count("v1_videos") == 0 and fake.count("v1_3d") == 0
 
 
+async def test_list_models_shows_the_media_models_a_grid_serves(
+    fake: FakeGrid, client: Client, grid: Grid, settings: Settings
+) -> None:
+    listed = report(await client.call_tool("list_models", {}))
+    kinds = {model["type"] for model in listed["models"]}
+    assert {"image", "text", "video", "audio", "3d"} <= kinds, listed
+    videos = report(await client.call_tool("list_models", {"type": "video"}))
+    assert "LTX-2.3" in {model["name"] for model in videos["models"]}
+    assert {model["type"] for model in videos["models"]} == {"video"}
+    meshes = json.loads((await client.read_resource("aipg://models/3d")).contents[0].text)  # type: ignore[union-attr]
+    assert "TRELLIS2" in {model["name"] for model in meshes}
+    async with Client(build_server(settings)) as horde:  # a Horde grid makes no media
+        everything = report(await horde.call_tool("list_models", {}))
+        assert {model["type"] for model in everything["models"]} <= {"image", "text"}
+        none = report(await horde.call_tool("list_models", {"type": "audio"}))
+        assert none["models"] == [] and "0 of 0 audio models" in none["note"]
+
+
 # ---------------------------------------------------------------------------- transports
 
 

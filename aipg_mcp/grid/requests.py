@@ -71,6 +71,9 @@ class ModelType(StrEnum):
 
     TEXT = "text"
     IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    MESH = "3d"
 
 
 class _Request(BaseModel):

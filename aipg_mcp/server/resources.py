@@ -74,11 +74,12 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
 
     @mcp.resource("aipg://models/{type}", title="Models", mime_type="application/json")
     async def models(type: str) -> Any:
-        """Models of one type (text or image) with workers, queue and ETA."""
+        """Models of one type (text, image, video, audio or 3d) with workers, queue and ETA."""
         try:
             kind = ModelType(type)
         except ValueError:
-            raise ResourceNotFoundError(f"no model type {type!r}; use text or image") from None
+            kinds = ", ".join(kind.value for kind in ModelType)
+            raise ResourceNotFoundError(f"no model type {type!r}; use one of {kinds}") from None
         return await cached(f"models:{kind.value}", lambda backend: backend.models(kind))
 
     @mcp.resource("aipg://styles", title="Styles", mime_type="application/json")

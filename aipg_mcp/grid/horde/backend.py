@@ -251,6 +251,8 @@ class HordeV2Backend:
     async def models(
         self, kind: ModelType, *, min_count: int | None = None, name: str | None = None
     ) -> list[ActiveModel]:
+        if kind not in (ModelType.TEXT, ModelType.IMAGE):
+            return []  # a Horde grid makes text and images only
         params: dict[str, Any] = {"type": kind.value}
         if min_count is not None:
             params["min_count"] = min_count

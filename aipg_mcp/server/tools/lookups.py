@@ -11,7 +11,7 @@ from pydantic import (
     Field,
 )
 
-from aipg_mcp.grid.base import STYLE_KINDS, Style, StyleKind
+from aipg_mcp.grid.base import STYLE_KINDS, GridBackend, Style, StyleKind
 from aipg_mcp.grid.errors import GridError
 from aipg_mcp.grid.jobs import JobKind
 from aipg_mcp.grid.requests import (
@@ -33,10 +33,13 @@ from aipg_mcp.server.tools.common import (
     state_of,
 )
 
+ModelKind = Literal["text", "image", "video", "audio", "3d"]
+"""The values of :class:`~aipg_mcp.grid.requests.ModelType`, as the tools' schemas show them."""
+
 
 class ModelInfo(BaseModel):
     name: str
-    type: Literal["text", "image"]
+    type: ModelKind
     workers: int = Field(description="Workers serving it now; 0 means jobs will wait.")
     queued: float = Field(description="Work queued for it (megapixelsteps or tokens).")
     jobs: float = Field(description="Jobs waiting for it.")
@@ -45,7 +48,7 @@ class ModelInfo(BaseModel):
 
 
 class ModelList(BaseModel):
-    type: Literal["text", "image"] | None = Field(description="The kind asked for; null: both.")
+    type: ModelKind | None = Field(description="The kind asked for; null: all the grid makes.")
     grid: str
     models: list[ModelInfo]
     note: str
@@ -188,11 +191,18 @@ def _media_request(kind: JobKind, models: list[str], seconds: float | None) -> M
     return MeshRequest(image="estimate", model=model)
 
 
+def _listed_kinds(backend: GridBackend) -> list[ModelType]:
+    """Image and text models, then the media the grid makes (Horde grids make none)."""
+    media = [ModelType.VIDEO, ModelType.AUDIO, ModelType.MESH]
+    made = {kind.value for kind in backend.capabilities.modalities}
+    return [ModelType.IMAGE, ModelType.TEXT, *(kind for kind in media if kind.value in made)]
+
+
 async def list_models(
     ctx: AppContext,
     type: Annotated[
-        Literal["text", "image"] | None,
-        Field(description="Which kind of model; leave it out for both."),
+        ModelKind | None,
+        Field(description="Which kind of model; leave it out for all the grid makes."),
     ] = None,
     name: Annotated[Text | None, Field(description="Keep models whose name contains this.")] = None,
     include_offline: Annotated[
@@ -201,15 +211,16 @@ async def list_models(
 ) -> ModelList:
     """List the grid's models with their workers, queue and ETA, best candidates first.
 
-    Without a type, image models are listed first, then text models. Pick a model near
-    the top of its kind: it has workers online and the shortest wait.
+    Without a type, image models are listed first, then text models, then the video, audio
+    and 3D models of a grid that makes them. Pick a model near the top of its kind: it has
+    workers online and the shortest wait.
     """
     state = state_of(ctx)
     backend = await grid_call(state.backend())
     needle = (name or "").lower()
     listed: list[ModelInfo] = []
     counts: list[str] = []
-    for kind in [ModelType(type)] if type else [ModelType.IMAGE, ModelType.TEXT]:
+    for kind in [ModelType(type)] if type else _listed_kinds(backend):
         models = await grid_call(
             state.cache.get(f"models:{kind.value}", partial(backend.models, kind))
         )
