@@ -16,7 +16,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 COPY pyproject.toml README.md LICENSE /tmp/src/
 COPY aipg_mcp /tmp/src/aipg_mcp
-RUN python -m pip install /tmp/src \
+# The video extra (PyAV) lets a video result show the model its frames.
+RUN python -m pip install "/tmp/src[video]" \
     && rm -rf /tmp/src \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin aipg
 

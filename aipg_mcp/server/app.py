@@ -21,12 +21,13 @@ from aipg_mcp.server.surface import GridServer
 from aipg_mcp.server.tools import register_tools
 
 INSTRUCTIONS = """\
-Generates text and images on AI Power Grid or any AI Horde-compatible grid.
-Jobs can take from seconds to many minutes. generate_text, generate_image and caption_image wait
-about 40 s; if the job is not done by then they return a job_id and its state: call
-get_status(job_id, wait_seconds=40) to wait again, or cancel_job(job_id). Never resubmit a job
-that is still running: an identical call within a few minutes returns the same job anyway.
-Use list_models to pick a model with workers online. get_account says whose key is in use."""
+Generates text and images on AI Power Grid or any AI Horde-compatible grid, and video, audio and
+3D meshes on AI Power Grid. Jobs can take from seconds to many minutes. The generate tools and
+caption_image wait about 40 s; if the job is not done by then they return a job_id and its
+state: call get_status(job_id, wait_seconds=40) to wait again, or cancel_job(job_id). Never
+resubmit a job that is still running: an identical call within a few minutes returns the same
+job anyway. Use list_models to pick a model with workers online and list_styles for a style.
+get_account says whose key is in use and what the grid makes."""
 
 SelectorFactory = Callable[[Settings], BackendSelector]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
