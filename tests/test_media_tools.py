@@ -38,7 +38,7 @@ from aipg_mcp.grid.errors import NoWorkers, Unsupported
 from aipg_mcp.grid.jobs import JobKind
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.media import MediaError
-from aipg_mcp.server.media.files import MediaFacts, check_media
+from aipg_mcp.server.media.files import MediaFacts, check_media, video_frames
 from aipg_mcp.server.media.previews import INLINE_BASE64_BUDGET
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 from aipg_mcp.testing.mediafiles import AudioSpec, MeshSpec, VideoSpec
@@ -552,6 +552,32 @@ def test_only_whole_files_of_their_type_pass() -> None:
             check_media(kind, png())  # another type
     with pytest.raises(MediaError):
         check_media(JobKind.VIDEO, song)
+
+
+def float_wav(seconds: float, rate: int = 8000, channels: int = 2) -> bytes:
+    """A WAV of 32-bit float samples (format 3), as many audio tools write by default."""
+    samples = struct.pack(
+        f"<{int(seconds * rate) * channels}f", *([0.25] * int(seconds * rate) * channels)
+    )
+    fmt = struct.pack("<HHIIHH", 3, channels, rate, rate * channels * 4, channels * 4, 32)
+    chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    chunks += b"data" + struct.pack("<I", len(samples)) + samples
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
+def test_a_float_wav_is_a_whole_song_and_a_cut_one_is_not() -> None:
+    song = float_wav(1.5)
+    assert check_media(JobKind.AUDIO, song).seconds == pytest.approx(1.5)
+    with pytest.raises(MediaError, match="cut short"):
+        check_media(JobKind.AUDIO, song[:-100])
+
+
+def test_video_frames_keep_the_facts_of_the_whole_video() -> None:
+    frames = video_frames(VideoSpec(256, 128, 24, 12, seed=4).render())
+    assert frames.facts.seconds == pytest.approx(2) and frames.facts.fps == pytest.approx(12)
+    poster = Image.open(io.BytesIO(frames.poster)).size
+    assert poster == (frames.facts.width, frames.facts.height)
+    assert Image.open(io.BytesIO(frames.sheet)).size[0] > poster[0]  # frames side by side
 
 
 def test_grid_refusals_name_the_callers_arguments() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -52,12 +53,6 @@ class Deliverer:
     def __init__(self, state: AppState, backend: GridBackend) -> None:
         self.state = state
         self.backend = backend
-
-    def delivered(self, record: JobRecord) -> bool:
-        """True when every file of a finished job is saved (or there are none)."""
-        if record.result is None:
-            return False
-        return all(output.id in record.files for output in _outputs(record.result))
 
     async def deliver(
         self, record: JobRecord, result: JobResult, *, inline: bool, stale: bool = False
@@ -134,7 +129,9 @@ class Deliverer:
                     data[output.id] = stored
                     if isinstance(output, MediaOutput) and output.kind is JobKind.AUDIO:
                         with contextlib.suppress(ValueError):
-                            facts[output.id] = check_media(output.kind, stored)
+                            facts[output.id] = await anyio.to_thread.run_sync(
+                                check_media, output.kind, stored
+                            )
 
         previews: list[Preview] = []
         sounds: list[Sound] = []
@@ -187,9 +184,8 @@ class Deliverer:
                 facts[output.id] = frames.facts
                 shown.add(output.id)
             elif output.kind is JobKind.AUDIO:
-                encoded = base64.b64encode(raw).decode("ascii")
-                if len(encoded) <= INLINE_BASE64_BUDGET:
-                    sounds.append(Sound(encoded, output.mime_type))
+                if 4 * math.ceil(len(raw) / 3) <= INLINE_BASE64_BUDGET:  # its base64 length
+                    sounds.append(Sound(base64.b64encode(raw).decode("ascii"), output.mime_type))
                     shown.add(output.id)
                 else:
                     warnings.append(

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from pydantic import BaseModel
@@ -128,7 +129,8 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
     @mcp.resource("aipg://images/{job_id}/{image_id}", title="Saved image", mime_type="image/webp")
     async def image(job_id: str, image_id: str) -> bytes:
         """A generated image as saved in the output folder (full size)."""
-        data = holder.get().saved_image(job_id, image_id)
+        state = holder.get()
+        data = await anyio.to_thread.run_sync(state.saved_image, job_id, image_id)
         if data is None:
             raise ResourceNotFoundError(f"no saved image {image_id} of job {job_id}")
         return data
@@ -141,7 +143,8 @@ def _register_media(mcp: MCPServer[AppState], holder: StateHolder) -> None:
 
     def serve(kind: JobKind) -> Callable[[str, str], Awaitable[bytes]]:
         async def read(job_id: str, media_id: str) -> bytes:
-            data = holder.get().saved_media(kind, job_id, media_id)
+            state = holder.get()
+            data = await anyio.to_thread.run_sync(state.saved_media, kind, job_id, media_id)
             if data is None:
                 raise ResourceNotFoundError(f"no saved {kind.value} {media_id} of job {job_id}")
             return data

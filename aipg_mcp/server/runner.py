@@ -162,7 +162,10 @@ class JobRunner:
     ) -> Delivery:
         """Bring a known job up to date, waiting up to ``wait_seconds``, and deliver it."""
         ledger = self.state.ledger
-        if record.state.final and record.result is not None and self.deliverer.delivered(record):
+        if record.state.final and record.result is not None:
+            # Files not saved yet are fetched from a fresh answer of the grid, or from the
+            # stored one when the grid has none (a /v1 job of an earlier run): the job ended,
+            # and looking at it again must not turn it into a lost one.
             return await self.deliverer.deliver(record, record.result, inline=inline, stale=True)
         if record.state.final and record.result is None and record.state is not JobState.DONE:
             return Delivery(job_report(record, None))

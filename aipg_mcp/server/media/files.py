@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import struct
-import wave
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,7 +45,7 @@ def check_media(kind: JobKind, data: bytes) -> MediaFacts:
 
     MP4: a chain of boxes that starts with ``ftyp`` and ends exactly at the end of the file
     (with ``moov`` and ``mdat`` among them); WAV: a RIFF/WAVE header whose size is the file's,
-    readable by :mod:`wave`; GLB: the ``glTF`` magic, version 2 and the file's length.
+    with ``fmt `` and a ``data`` chunk that fits; GLB: the ``glTF`` magic, version 2 and the file's length.
     """
     match kind:
         case JobKind.VIDEO:
@@ -83,18 +82,27 @@ def _check_mp4(data: bytes) -> None:
 
 
 def _check_wav(data: bytes) -> MediaFacts:
+    """Walk the RIFF chunks: a ``fmt `` chunk and a ``data`` chunk that fits in the file. Any
+    sample format passes (integer, float, extensible): the length comes from the byte rate."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise MediaError("the file is not a WAV (no RIFF/WAVE header)")
     if struct.unpack("<I", data[4:8])[0] + 8 > len(data):
         raise MediaError("the WAV is shorter than its header says (cut short)")
-    try:
-        with wave.open(io.BytesIO(data)) as song:
-            frames, rate = song.getnframes(), song.getframerate()
-            if len(song.readframes(frames)) < frames * song.getsampwidth() * song.getnchannels():
+    offset, byte_rate, samples = 12, 0, None
+    while offset + 8 <= len(data):
+        name, size = struct.unpack("<4sI", data[offset : offset + 8])
+        body = offset + 8
+        if name == b"fmt " and size >= 16:
+            byte_rate = struct.unpack("<I", data[body + 8 : body + 12])[0]
+        elif name == b"data":
+            if body + size > len(data):
                 raise MediaError("the WAV holds fewer samples than its header says (cut short)")
-    except (wave.Error, EOFError) as exc:
-        raise MediaError(f"the WAV cannot be read ({exc})") from None
-    return MediaFacts(seconds=round(frames / rate, 3) if rate else None)
+            samples = size
+            break
+        offset = body + size + (size & 1)  # chunks are padded to an even length
+    if not byte_rate or samples is None:
+        raise MediaError("the WAV lacks its fmt or data chunk (not a song)")
+    return MediaFacts(seconds=round(samples / byte_rate, 3))
 
 
 def _check_glb(data: bytes) -> None:
@@ -125,24 +133,31 @@ def video_frames(data: bytes, count: int = _SHEET_FRAMES) -> VideoFrames:
     except ImportError:
         raise VideoExtraMissing(VIDEO_EXTRA_HINT) from None
     try:
+        # Two passes, so only the chosen frames are ever kept as pictures: the first counts
+        # the frames (the header's count may be missing), the second keeps every step-th.
         with av.open(io.BytesIO(data), mode="r") as container:
             stream = container.streams.video[0]
-            decoded = container.decode(stream)
-            frames = [frame.to_image() for frame in decoded]  # type: ignore[no-untyped-call]
+            total = sum(1 for _ in container.demux(stream) if _.size)
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else None
+        step = max(1, total // count)
+        frames: list[Image.Image] = []
+        with av.open(io.BytesIO(data), mode="r") as container:
+            for index, frame in enumerate(container.decode(container.streams.video[0])):
+                if index % step == 0:
+                    frames.append(frame.to_image())  # type: ignore[no-untyped-call]
+                    if len(frames) == count:
+                        break
     except (av.FFmpegError, IndexError, ValueError) as exc:
         raise MediaError(f"the video cannot be decoded ({exc})") from None
     if not frames:
         raise MediaError("the video holds no frames")
     width, height = frames[0].size
-    seconds = round(len(frames) / fps, 3) if fps else None
-    step = max(1, len(frames) // count)
-    chosen = frames[::step][:count]
+    seconds = round(total / fps, 3) if fps else None
     return VideoFrames(
         facts=MediaFacts(seconds=seconds, fps=fps, width=width, height=height),
         poster=_png(frames[0]),
-        sheet=_png(_contact_sheet(chosen)),
+        sheet=_png(_contact_sheet(frames)),
     )
 
 
