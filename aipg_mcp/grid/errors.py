@@ -239,12 +239,18 @@ class DownloadFailed(GridError):
     )
 
 
-def image_too_large(max_bytes: int, size: int | None = None) -> DownloadFailed:
-    """The error for a result image over the size cap, which fetching again cannot help."""
-    what = f"the image is {size} bytes, over" if size is not None else "the image exceeds"
+def too_large(
+    max_bytes: int,
+    size: int | None = None,
+    *,
+    noun: str = "image",
+    smaller: str = "a smaller width and height",
+) -> DownloadFailed:
+    """The error for a result file over the size cap, which fetching again cannot help."""
+    what = f"the {noun} is {size} bytes, over" if size is not None else f"the {noun} exceeds"
     return DownloadFailed(
-        f"{what} this server's {max_bytes}-byte cap for one image",
-        hint="Fetching it again will not help: ask for a smaller width and height.",
+        f"{what} this server's {max_bytes}-byte cap for one {noun}",
+        hint=f"Fetching it again will not help: ask for {smaller}.",
     )
 
 

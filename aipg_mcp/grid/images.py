@@ -6,9 +6,16 @@ from __future__ import annotations
 import base64
 import binascii
 
-from aipg_mcp.grid.errors import DownloadFailed, image_too_large
-from aipg_mcp.grid.jobs import ImageOutput, MediaOutput
+from aipg_mcp.grid.errors import DownloadFailed, too_large
+from aipg_mcp.grid.jobs import ImageOutput, JobKind, MediaOutput
 from aipg_mcp.grid.transport import GridTransport
+
+# What a result file is called in errors, and what to ask for when it is over the size cap.
+_NOUNS: dict[JobKind, tuple[str, str]] = {
+    JobKind.VIDEO: ("video", "fewer seconds or a smaller width and height"),
+    JobKind.AUDIO: ("song", "fewer seconds"),
+    JobKind.MESH: ("mesh", "fewer target_faces"),
+}
 
 
 async def image_data(
@@ -19,17 +26,24 @@ async def image_data(
     seconds: float,
 ) -> bytes:
     """The result file: its base64 decoded, else its URL downloaded (no API key sent)."""
+    noun, smaller = (
+        _NOUNS[image.kind]
+        if isinstance(image, MediaOutput)
+        else ("image", "a smaller width and height")
+    )
     if image.base64 is not None:
         if image.base64 in ("", "N/A"):
-            raise DownloadFailed(f"the grid holds no image data for image {image.id}")
+            raise DownloadFailed(f"the grid holds no data for {noun} {image.id}")
         try:
             data = base64.b64decode(image.base64, validate=True)
         except (binascii.Error, ValueError):
-            raise DownloadFailed(f"image {image.id} came back with corrupt base64") from None
+            raise DownloadFailed(f"{noun} {image.id} came back with corrupt base64") from None
         if len(data) > max_bytes:
-            raise image_too_large(max_bytes, len(data))
+            raise too_large(max_bytes, len(data), noun=noun, smaller=smaller)
         return data
     if not image.url:
-        raise DownloadFailed(f"image {image.id} has neither a URL nor image data")
-    data, _ = await transport.download(image.url, max_bytes=max_bytes, seconds=seconds)
+        raise DownloadFailed(f"{noun} {image.id} has neither a URL nor data")
+    data, _ = await transport.download(
+        image.url, max_bytes=max_bytes, seconds=seconds, noun=noun, smaller=smaller
+    )
     return data

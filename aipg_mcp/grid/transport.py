@@ -30,7 +30,7 @@ from aipg_mcp.grid.errors import (
     SubmitOutcomeUnknown,
     TransportError,
     UnexpectedResponse,
-    image_too_large,
+    too_large,
 )
 
 if TYPE_CHECKING:
@@ -395,10 +395,19 @@ class GridTransport:
                 "finish the job"
             ) from None
 
-    async def download(self, url: str, *, max_bytes: int, seconds: float) -> tuple[bytes, str]:
+    async def download(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        seconds: float,
+        noun: str = "image",
+        smaller: str = "a smaller width and height",
+    ) -> tuple[bytes, str]:
         """Stream a result URL (no API key; explicit User-Agent) within a size cap and a deadline.
 
-        Returns the bytes and the content type.
+        Returns the bytes and the content type. ``noun`` names the file in errors, ``smaller``
+        what to ask for when it is over the cap.
         """
         import httpx
 
@@ -414,25 +423,25 @@ class GridTransport:
                 ):
                     if not response.is_success:
                         raise DownloadFailed(
-                            f"the image URL answered HTTP {response.status_code}",
+                            f"the {noun} URL answered HTTP {response.status_code}",
                             status=response.status_code,
                         )
                     declared = response.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:
-                        raise image_too_large(max_bytes, int(declared))
+                        raise too_large(max_bytes, int(declared), noun=noun, smaller=smaller)
                     chunks: list[bytes] = []
                     size = 0
                     async for chunk in response.aiter_bytes():
                         size += len(chunk)
                         if size > max_bytes:
-                            raise image_too_large(max_bytes)
+                            raise too_large(max_bytes, noun=noun, smaller=smaller)
                         chunks.append(chunk)
                     return b"".join(chunks), response.headers.get("content-type", "")
         except TimeoutError:
-            raise DownloadFailed(f"the image download took longer than {seconds:g} s") from None
+            raise DownloadFailed(f"the {noun} download took longer than {seconds:g} s") from None
         except httpx.TransportError as exc:
             raise DownloadFailed(
-                f"the image download failed: {_describe_transport(url, exc)}"
+                f"the {noun} download failed: {_describe_transport(url, exc)}"
             ) from None
 
     def _redacted(self, response: httpx.Response, payload: Any) -> Any:

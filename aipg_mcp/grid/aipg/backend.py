@@ -367,7 +367,7 @@ class AipgV1Backend(AipgCatalog):
             self.transport,
             media,
             max_bytes=self.options.max_media_bytes,
-            seconds=self.options.download_timeout,
+            seconds=self.options.media_download_timeout,
         )
 
     async def aclose(self) -> None:

@@ -74,14 +74,7 @@ class AipgCatalog:
                 "n": image["n"],
             }
         _, payload = await self.transport.submit(self._url("account/credits/quote"), body)
-        estimate = payload.get("estimate", {}) if isinstance(payload, dict) else {}
-        cost = estimate.get("cost_usd")
-        return Estimate(
-            cost=float(cost) if isinstance(cost, int | float) else None,
-            unit="usd",
-            affordable=estimate.get("balance_sufficient"),
-            details=estimate,
-        )
+        return _quoted(payload)
 
     async def _estimate_media(self, request: MediaRequest) -> Estimate:
         """The grid's quote for a video, song or mesh; when it has no price for it, the
@@ -98,15 +91,9 @@ class AipgCatalog:
             _, payload = await self.transport.submit(self._url("account/credits/quote"), body)
         except (NotFound, ValidationFailed):
             payload = None
-        estimate = payload.get("estimate", {}) if isinstance(payload, dict) else {}
-        cost = estimate.get("cost_usd")
-        if isinstance(cost, int | float):
-            return Estimate(
-                cost=float(cost),
-                unit="usd",
-                affordable=estimate.get("balance_sufficient"),
-                details=estimate,
-            )
+        quoted = _quoted(payload)
+        if quoted.cost is not None:
+            return quoted
         units = body.get("seconds", 1.0)
         price = PUBLISHED_PRICES[kind]
         return Estimate(
@@ -318,3 +305,15 @@ class AipgCatalog:
     async def probe(self) -> None:
         """The health route: proof that AI Power Grid's ``/v1`` API answers at the root URL."""
         await self.health()
+
+
+def _quoted(payload: Any) -> Estimate:
+    """The grid's quote (``POST /v1/account/credits/quote``) as an estimate; no cost if none."""
+    estimate = payload.get("estimate", {}) if isinstance(payload, dict) else {}
+    cost = estimate.get("cost_usd")
+    return Estimate(
+        cost=float(cost) if isinstance(cost, int | float) else None,
+        unit="usd",
+        affordable=estimate.get("balance_sufficient"),
+        details=estimate,
+    )

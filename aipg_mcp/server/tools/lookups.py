@@ -257,7 +257,8 @@ async def list_styles(
         StyleKind | None, Field(description="Which kind of job; leave it out for all.")
     ] = None,
 ) -> StyleList:
-    """List the grid's styles: presets (template, model, settings) for generate_image's style."""
+    """List the grid's styles: presets (template, model, settings) to pass by id or name as
+    the style of generate_image (image styles) or generate_video (video styles)."""
     state = state_of(ctx)
     backend = await grid_call(state.backend())
     listed: list[Style] = []

@@ -82,7 +82,9 @@ async def generate_video(
     ] = None,
     style: Annotated[
         Text | None,
-        Field(min_length=1, max_length=128, description="A style name the grid publishes."),
+        Field(
+            min_length=1, max_length=128, description="A video style's id or name (list_styles)."
+        ),
     ] = None,
     model: MediaModel = None,
     wait_seconds: WaitSeconds = None,
