@@ -306,7 +306,7 @@ def test_call_list(cli_grid: Grid, capsys: pytest.CaptureFixture[str]) -> None:
     assert "  width (integer 64..3072, multiple of 64; default 1024)" in out
     assert "  n (integer 1..20; default 1)" in out
     code, out, _ = run(capsys, "call", "--list", "list_models")
-    assert code == 0 and "  type (text|image; " in out
+    assert code == 0 and "  type (text|image|video|audio|3d; " in out
     code, out, _ = run(capsys, "call", "--list", "caption_image")
     assert code == 0 and "  forms (array of caption|interrogation|nsfw; " in out
 

@@ -257,8 +257,11 @@ async def list_styles(
         StyleKind | None, Field(description="Which kind of job; leave it out for all.")
     ] = None,
 ) -> StyleList:
-    """List the grid's styles: presets (template, model, settings) to pass by id or name as
-    the style of generate_image (image styles) or generate_video (video styles)."""
+    """List the grid's styles: presets of a prompt template, a model and settings.
+
+    Pass an image style's id or name as generate_image's style, a video style's as
+    generate_video's.
+    """
     state = state_of(ctx)
     backend = await grid_call(state.backend())
     listed: list[Style] = []
