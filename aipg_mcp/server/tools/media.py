@@ -157,10 +157,10 @@ async def generate_audio(
 ) -> Annotated[CallToolResult, MediaJobReport]:
     """Generate music or sound (a WAV file) on AI Power Grid from a prompt and optional lyrics.
 
-    Returns the saved file's path and resource_uri, its seed and length, and the sound itself
-    inline when it is small enough. If it is not finished within wait_seconds you get a job
-    handle: call get_status(job_id) to wait again. A repeated identical call within a few
-    minutes returns the same job instead of paying twice.
+    Returns the saved file's path and resource_uri, its seed and length (the sound itself too
+    when it fits a tool result, about 500 KB: rarely a whole song). If it is not finished
+    within wait_seconds you get a job handle: call get_status(job_id) to wait again. A repeated
+    identical call within a few minutes returns the same job instead of paying twice.
     """
     request = build_request(
         lambda: AudioRequest(
