@@ -7,14 +7,14 @@ import base64
 import binascii
 
 from aipg_mcp.grid.errors import DownloadFailed, too_large
-from aipg_mcp.grid.jobs import ImageOutput, JobKind, MediaOutput
+from aipg_mcp.grid.jobs import MEDIA_NOUNS, ImageOutput, JobKind, MediaOutput
 from aipg_mcp.grid.transport import GridTransport
 
-# What a result file is called in errors, and what to ask for when it is over the size cap.
-_NOUNS: dict[JobKind, tuple[str, str]] = {
-    JobKind.VIDEO: ("video", "fewer seconds or a smaller width and height"),
-    JobKind.AUDIO: ("song", "fewer seconds"),
-    JobKind.MESH: ("mesh", "fewer target_faces"),
+# What to ask for when a result file is over the size cap.
+_SMALLER: dict[JobKind, str] = {
+    JobKind.VIDEO: "fewer seconds or a smaller width and height",
+    JobKind.AUDIO: "fewer seconds",
+    JobKind.MESH: "fewer target_faces",
 }
 
 
@@ -27,7 +27,7 @@ async def image_data(
 ) -> bytes:
     """The result file: its base64 decoded, else its URL downloaded (no API key sent)."""
     noun, smaller = (
-        _NOUNS[image.kind]
+        (MEDIA_NOUNS[image.kind], _SMALLER[image.kind])
         if isinstance(image, MediaOutput)
         else ("image", "a smaller width and height")
     )

@@ -124,6 +124,13 @@ MEDIA_FILES: dict[JobKind, tuple[str, str]] = {
 }
 """The file extension and MIME type of each media kind's result."""
 
+MEDIA_NOUNS: dict[JobKind, str] = {
+    JobKind.VIDEO: "video",
+    JobKind.AUDIO: "song",
+    JobKind.MESH: "3D mesh",
+}
+"""What one result of each media kind is called in words (reports, errors)."""
+
 
 class MediaOutput(_Model):
     """One generated video, song or 3D mesh as the grid described it; bytes are fetched

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field, field_serializer
 from pydantic.json_schema import SkipJsonSchema
 
-from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState, MediaOutput
+from aipg_mcp.grid.jobs import MEDIA_NOUNS, JobKind, JobProgress, JobResult, JobState, MediaOutput
 from aipg_mcp.server.alternatives import suggestion
 from aipg_mcp.server.ledger import JobRecord
 from aipg_mcp.server.media import image_size, image_uri, media_uri
@@ -166,9 +166,6 @@ def summary(report: JobReport) -> str:
     return "\n".join(lines)
 
 
-_MEDIA_LABELS = {JobKind.VIDEO: "Video", JobKind.AUDIO: "Audio", JobKind.MESH: "3D mesh"}
-
-
 def _media_line(item: MediaItem) -> str:
     """One video, song or mesh in words: what it holds, what made it, where it is."""
     facts = [f"seed {item.seed}" if item.seed else "", item.model or ""]
@@ -184,7 +181,8 @@ def _media_line(item: MediaItem) -> str:
     where = item.path or "not saved"
     if item.resource_uri:
         where += f" ({item.resource_uri}, {item.mime_type})"
-    label = _MEDIA_LABELS.get(item.kind, item.kind.value)
+    noun = MEDIA_NOUNS.get(item.kind, item.kind.value)
+    label = noun[0].upper() + noun[1:]
     return f"{label} [{desc}]: {where}" + (f" ({item.error})" if item.error else "")
 
 

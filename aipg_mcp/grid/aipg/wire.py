@@ -8,7 +8,7 @@ from typing import Any
 
 from aipg_mcp.grid.aipg.jobs import LocalJob
 from aipg_mcp.grid.errors import GridError, ValidationFailed, WorkerFailed
-from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobResult, JobState, MediaOutput
+from aipg_mcp.grid.jobs import MEDIA_NOUNS, ImageOutput, JobKind, JobResult, JobState, MediaOutput
 from aipg_mcp.grid.requests import (
     AudioRequest,
     ImageRequest,
@@ -248,7 +248,7 @@ def media_body(request: MediaRequest, *, inline: bool = False) -> dict[str, Any]
 
 def media_result(job: LocalJob, payload: Any) -> JobResult:
     """The one file of a video, audio or 3D answer."""
-    noun = {JobKind.VIDEO: "video", JobKind.AUDIO: "audio", JobKind.MESH: "mesh"}[job.kind]
+    noun = MEDIA_NOUNS[job.kind]
     if not isinstance(payload, dict):
         raise WorkerFailed(f"the grid's answer holds no {noun}")
     grid = payload.get("grid") or {}
