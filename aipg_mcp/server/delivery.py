@@ -57,10 +57,11 @@ class Deliverer:
     async def deliver(
         self, record: JobRecord, result: JobResult, *, inline: bool, stale: bool = False
     ) -> Delivery:
-        """Save images that are not on disk yet and build the report with previews.
+        """Save the files (images, videos, songs, meshes) not on disk yet and build the report
+        with what the model sees of them.
 
         ``stale`` says the result came from the ledger, so its download URLs may have expired:
-        images not saved yet are then fetched from a fresh answer of the grid.
+        files not saved yet are then fetched from a fresh answer of the grid.
         """
         async with self.state.job_lock(record.job_id):
             return await self._deliver_locked(record, result, inline=inline, stale=stale)
