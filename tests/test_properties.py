@@ -990,9 +990,10 @@ def valid_arguments(h: Harness, tool: str, data: st.DataObject) -> dict[str, Any
     if tool in GENERATORS:
         strategies["wait_seconds"] = st.one_of(st.none(), st.floats(0, MAX_REAL_WAIT))
     if "cfg_scale" in properties:  # the grid takes two decimals at most; some draws test that
+        top = core_of(properties["cfg_scale"], defs)[0]["maximum"]
         strategies["cfg_scale"] = st.one_of(
             st.none(),
-            st.integers(0, 10000).map(lambda i: i / 100),
+            st.integers(0, round(top * 100)).map(lambda i: i / 100),
             valid_values(properties["cfg_scale"], defs),
         )
     for which, argument in SOURCE_ARGUMENTS:
