@@ -18,7 +18,7 @@ _SMALLER: dict[JobKind, str] = {
 }
 
 
-async def image_data(
+async def result_data(
     transport: GridTransport,
     image: ImageOutput | MediaOutput,
     *,

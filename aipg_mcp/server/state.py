@@ -102,19 +102,17 @@ class AppState:
     def saved_image(self, job_id: str, image_id: str) -> bytes | None:
         """A saved image of a job the current key submitted, or None (no such job for this
         key, no such image, or an id that cannot name a file)."""
-        if self.ledger.get(job_id, owner=self.identity) is None:
-            return None
-        try:
-            return self.media.read(job_id, image_id)
-        except ValueError:
-            return None
+        return self._saved(job_id, image_id, None)
 
     def saved_media(self, kind: JobKind, job_id: str, media_id: str) -> bytes | None:
         """A saved video, song or mesh of a job the current key submitted, or None."""
+        return self._saved(job_id, media_id, MEDIA_FILES[kind][0])
+
+    def _saved(self, job_id: str, file_id: str, extension: str | None) -> bytes | None:
         if self.ledger.get(job_id, owner=self.identity) is None:
             return None
         try:
-            return self.media.read(job_id, media_id, MEDIA_FILES[kind][0])
+            return self.media.read(job_id, file_id, extension)
         except ValueError:
             return None
 

@@ -49,7 +49,7 @@ from aipg_mcp.grid.errors import (
     Unsupported,
     WorkerFailed,
 )
-from aipg_mcp.grid.images import image_data
+from aipg_mcp.grid.images import result_data
 from aipg_mcp.grid.jobs import (
     ImageOutput,
     JobKind,
@@ -355,7 +355,7 @@ class AipgV1Backend(AipgCatalog):
         return job.result or JobResult(progress=job.progress(), error=NO_CANCEL_NOTE)
 
     async def image_bytes(self, image: ImageOutput) -> bytes:
-        return await image_data(
+        return await result_data(
             self.transport,
             image,
             max_bytes=self.options.max_image_bytes,
@@ -363,7 +363,7 @@ class AipgV1Backend(AipgCatalog):
         )
 
     async def media_bytes(self, media: MediaOutput) -> bytes:
-        return await image_data(
+        return await result_data(
             self.transport,
             media,
             max_bytes=self.options.max_media_bytes,

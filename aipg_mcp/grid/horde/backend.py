@@ -45,7 +45,7 @@ from aipg_mcp.grid.horde.wire import (
     no_media,
     request_body,
 )
-from aipg_mcp.grid.images import image_data
+from aipg_mcp.grid.images import result_data
 from aipg_mcp.grid.jobs import (
     GRID_ID,
     CaptionOutput,
@@ -239,7 +239,7 @@ class HordeV2Backend:
         raise no_media(media.kind)
 
     async def image_bytes(self, image: ImageOutput) -> bytes:
-        return await image_data(
+        return await result_data(
             self.transport,
             image,
             max_bytes=self.options.max_image_bytes,

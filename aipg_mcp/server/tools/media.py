@@ -6,7 +6,7 @@ Each result is saved as one file (MP4, WAV, GLB) and served as a resource.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from mcp.types import CallToolResult
 from pydantic import Field
@@ -17,6 +17,7 @@ from aipg_mcp.grid.requests import (
     VOCAL_LANGUAGE_PATTERN,
     AudioRequest,
     MeshRequest,
+    TimeSignature,
     VideoRequest,
 )
 from aipg_mcp.server.reports import MediaJobReport
@@ -140,9 +141,7 @@ async def generate_audio(
     key_scale: Annotated[
         str | None, Field(pattern=KEY_SCALE_PATTERN, description="Key, e.g. 'C Major', 'F# minor'.")
     ] = None,
-    time_signature: Annotated[
-        Literal["2/4", "3/4", "4/4", "6/8"] | None, Field(description="Meter.")
-    ] = None,
+    time_signature: Annotated[TimeSignature | None, Field(description="Meter.")] = None,
     vocal_language: Annotated[
         str | None,
         Field(pattern=VOCAL_LANGUAGE_PATTERN, description="Two lowercase letters, e.g. 'en'."),
