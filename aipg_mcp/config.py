@@ -60,6 +60,8 @@ class Settings:
     api: ApiChoice = "auto"
     output_dir: Path = field(default_factory=lambda: _user_dir("output"))
     data_dir: Path = field(default_factory=lambda: _user_dir("data"))
+    ledger_url: SecretStr | None = None
+    """A PostgreSQL URL for the job ledger; None keeps it in a sqlite file in ``data_dir``."""
     wait_seconds: float = DEFAULT_WAIT_SECONDS
     transport: Transport = "stdio"
     host: str = "127.0.0.1"
@@ -191,6 +193,17 @@ def _switch(name: str, text: str) -> bool:
     return text.lower() in {"1", "true", "yes", "on"}
 
 
+def _ledger_url(name: str, text: str) -> SecretStr:
+    scheme = text.partition("://")[0].lower() if "://" in text else ""
+    if scheme not in ("postgresql", "postgres"):
+        shown = f"a URL starting {scheme}://" if scheme else "something that is not a URL"
+        raise SettingsError(
+            f"{name} must be a PostgreSQL URL such as postgresql://user:password@host:5432/aipg, "
+            f"or unset for the sqlite file in the data folder; got {shown}"
+        )
+    return SecretStr(text)
+
+
 def _upper(name: str, text: str) -> str:
     return text.upper()
 
@@ -301,6 +314,9 @@ SETTINGS: tuple[Setting, ...] = (
             flag="--output-dir", parse=_path),
     Setting("data_dir", "where the job ledger lives", env="AIPG_DATA_DIR", flag="--data-dir",
             parse=_path),
+    Setting("ledger_url", "PostgreSQL URL (postgresql://user:password@host/db) of a job ledger "
+            "that several server processes share", env="AIPG_LEDGER_URL", flag="--ledger-url",
+            parse=_ledger_url, default="unset: jobs.sqlite3 in the data folder"),
     Setting("input_dirs", "folders whose files may be sent as source images, separated by "
             f"{os.pathsep!r}; the output folder always may", env="AIPG_INPUT_DIRS", parse=_paths,
             default="unset: the home folder over stdio, none over HTTP"),

@@ -308,27 +308,32 @@ def after_interrupt(settings: Settings, request: CallRequest, since: float) -> s
     wait was aborted, which cancels the job on a Horde grid and stops only the local request on
     AI Power Grid's ``/v1``. ``get_status`` and ``cancel_job`` name their job themselves.
     """
-    from aipg_mcp.server.ledger import JobRecord, Ledger, LedgerError
+    import anyio
+
+    from aipg_mcp.server.ledger import JobRecord, LedgerError, open_ledger
 
     kind = JOB_KINDS.get(request.tool or "")
     named = request.json_arguments.get("job_id")
     named = next((value for key, value in reversed(request.pairs) if key == "job_id"), named)
     if kind is None and not isinstance(named, str):
         return "interrupted."
-    if not settings.ledger_path.is_file():
+    if settings.ledger_url is None and not settings.ledger_path.is_file():
         return NO_JOB
-    ledger = Ledger(settings.ledger_path)
+
+    async def look() -> JobRecord | None:
+        ledger = open_ledger(settings)
+        try:
+            if kind is not None:
+                jobs = await ledger.recent(limit=20, kind=JobKind(kind))
+                return next((job for job in jobs if job.submitted_at >= since), None)
+            return await ledger.get(str(named))
+        finally:
+            await ledger.aclose()
+
     try:
-        record: JobRecord | None
-        if kind is not None:
-            jobs = ledger.recent(limit=20, kind=JobKind(kind))
-            record = next((job for job in jobs if job.submitted_at >= since), None)
-        else:
-            record = ledger.get(str(named))
+        record = anyio.run(look)
     except LedgerError as exc:
         return f"interrupted; the job ledger cannot tell what became of the job: {exc}"
-    finally:
-        ledger.close()
     if record is None:
         if kind is not None:
             return NO_JOB

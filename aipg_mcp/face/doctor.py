@@ -7,6 +7,7 @@ order and prints one line per check. Neither the API key nor the bearer token is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -277,35 +279,37 @@ def check_output_dir(path: Path) -> CheckResult:
     return _ok(name, f"{path} is writable.")
 
 
-def check_ledger(path: Path) -> CheckResult:
-    """The job ledger opens (created if missing) and can be read; how many jobs it holds."""
+async def check_ledger(settings: Settings) -> CheckResult:
+    """The job ledger opens (a sqlite file is created if missing, a database's schema brought
+    up to date) and can be read; how many jobs it holds."""
     import sqlite3
 
-    from aipg_mcp.server.ledger import Ledger, LedgerError
+    from aipg_mcp.server.ledger import LedgerError, open_ledger
 
     name = "job ledger"
-    ledger = Ledger(path)
+    ledger = open_ledger(settings)
+    where = ledger.where
     try:
-        newest = ledger.recent(1)
-        count = ledger.count()
+        newest = await ledger.recent(1)
+        count = await ledger.count()
     except LedgerError as exc:
         return _fail(name, _sentence(str(exc)))
     except (OSError, sqlite3.Error) as exc:
         return _fail(
             name,
-            f"cannot read {path} ({exc}).",
+            f"cannot read {where} ({exc}).",
             f"set {setting('data_dir').how_to_set} to a writable folder, or move the file aside.",
         )
     finally:
-        ledger.close()
+        await ledger.aclose()
     if not newest:
-        return _ok(name, f"{path} opens; no jobs yet.")
+        return _ok(name, f"{where} opens; no jobs yet.")
     last = newest[0]
     age = _age(time.time() - last.submitted_at)
     plural = "job" if count == 1 else "jobs"
     return _ok(
         name,
-        f"{path} holds {count} {plural}; newest: {last.kind.value} job {last.job_id}, "
+        f"{where} holds {count} {plural}; newest: {last.kind.value} job {last.job_id}, "
         f"{last.state.value}, {age} ago.",
     )
 
@@ -339,7 +343,7 @@ async def grid_checks(settings: Settings) -> list[CheckResult]:
 
 
 def local_checks(settings: Settings) -> list[CheckResult]:
-    return [check_output_dir(settings.output_dir), check_ledger(settings.ledger_path)]
+    return [check_output_dir(settings.output_dir), anyio.run(check_ledger, settings)]
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -374,6 +378,9 @@ def run_doctor(load: Callable[[], Settings], out: TextIO | None = None) -> int:
         secrets.extend(
             s.get_secret_value() for s in (settings.api_key, settings.auth_token) if s is not None
         )
+        if settings.ledger_url is not None:
+            with contextlib.suppress(ValueError):
+                secrets.append(urlsplit(settings.ledger_url.get_secret_value()).password or "")
         for result in anyio.run(grid_checks, settings):
             results.append(result)
             show(result)

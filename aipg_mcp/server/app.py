@@ -13,7 +13,7 @@ from aipg_mcp import PROJECT_URL, __version__
 from aipg_mcp.config import Settings
 from aipg_mcp.grid.jobs import JobResult
 from aipg_mcp.grid.select import BackendSelector
-from aipg_mcp.server.ledger import Ledger
+from aipg_mcp.server.ledger import open_ledger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
 from aipg_mcp.server.state import AppState
@@ -51,7 +51,7 @@ def build_server(
         state = AppState(
             settings=settings,
             selector=selector_factory(settings),
-            ledger=Ledger(settings.ledger_path),
+            ledger=open_ledger(settings),
             media=MediaStore(settings.output_dir),
         )
         holder.state = state
@@ -73,7 +73,7 @@ def build_server(
             holder.state = None
             await state.selector.aclose()
             await state.sessions.aclose()
-            state.ledger.close()
+            await state.ledger.aclose()
 
     mcp: MCPServer[AppState] = GridServer(
         "aipg-mcp",

@@ -70,7 +70,7 @@ class Deliverer:
         self, record: JobRecord, result: JobResult, *, inline: bool, stale: bool
     ) -> Delivery:
         media = self.state.media
-        record = self.state.ledger.get(record.job_id) or record
+        record = await self.state.ledger.get(record.job_id) or record
         missing = [o for o in _outputs(result) if o.id not in record.files]
         if missing and stale:
             result = await self._refresh(record, result)
@@ -118,7 +118,7 @@ class Deliverer:
                 for output in missing:
                     group.start_soon(fetch, output)
             if saved:
-                record = self.state.ledger.update(record.job_id, files=saved)
+                record = await self.state.ledger.update(record.job_id, files=saved)
 
         for output in _outputs(result):
             if output.id not in data and output.id in record.files:

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from pydantic import BaseModel
@@ -103,14 +102,14 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
                 "submitted_at": r.submitted_at,
                 "uri": f"aipg://jobs/{r.job_id}",
             }
-            for r in holder.get().ledger.recent(20, owner=holder.get().identity)
+            for r in await holder.get().ledger.recent(20, owner=holder.get().identity)
         ]
 
     @mcp.resource("aipg://jobs/{job_id}", title="Job record", mime_type="application/json")
     async def job(job_id: str) -> Any:
         """The ledger's record of one job: parameters, state, results and saved files."""
         state = holder.get()
-        record = state.ledger.get(job_id, owner=state.identity)
+        record = await state.ledger.get(job_id, owner=state.identity)
         if record is None:
             raise ResourceNotFoundError(f"no job {job_id} in this server's ledger")
         answer = record.model_dump(mode="json", exclude_none=True)
@@ -130,7 +129,7 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
     async def image(job_id: str, image_id: str) -> bytes:
         """A generated image as saved in the output folder (full size)."""
         state = holder.get()
-        data = await anyio.to_thread.run_sync(state.saved_image, job_id, image_id)
+        data = await state.saved_image(job_id, image_id)
         if data is None:
             raise ResourceNotFoundError(f"no saved image {image_id} of job {job_id}")
         return data
@@ -144,7 +143,7 @@ def _register_media(mcp: MCPServer[AppState], holder: StateHolder) -> None:
     def serve(kind: JobKind) -> Callable[[str, str], Awaitable[bytes]]:
         async def read(job_id: str, media_id: str) -> bytes:
             state = holder.get()
-            data = await anyio.to_thread.run_sync(state.saved_media, kind, job_id, media_id)
+            data = await state.saved_media(kind, job_id, media_id)
             if data is None:
                 raise ResourceNotFoundError(f"no saved {kind.value} {media_id} of job {job_id}")
             return data

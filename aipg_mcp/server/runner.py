@@ -12,6 +12,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import anyio
+
 from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.errors import (
     GridError,
@@ -32,13 +34,18 @@ from aipg_mcp.grid.requests import GridRequest, ModelType
 from aipg_mcp.grid.waiting import WaitOutcome, unservable, wait_for_job
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
 from aipg_mcp.server.delivery import Deliverer, Delivery
-from aipg_mcp.server.ledger import JobRecord, fingerprint, stored_params
+from aipg_mcp.server.ledger import JobRecord, fingerprint, renewed, stored_params
 from aipg_mcp.server.reports import JobReport, cancel_message, explain_unservable, job_report
 from aipg_mcp.server.state import AppState
 
 log = logging.getLogger("aipg_mcp.server")
 
 ProgressSink = Callable[[JobProgress], Awaitable[None]]
+
+CLAIM_SECONDS = 30.0
+"""How long a claim on submitting a request holds unless its holder renews it (a third of
+this apart while it submits): the longest an identical call waits for a holder that died."""
+CLAIM_POLL_SECONDS = 0.1
 
 
 class JobRunner:
@@ -80,10 +87,9 @@ class JobRunner:
             # Held from the look for a recent job to the ledger's record of a new one, so an
             # identical call arriving meanwhile finds this job instead of submitting again.
             async with state.claim(key):
-                existing = state.ledger.find_recent(key, state.settings.dedupe_seconds)
-                if existing is None:
-                    self._refuse_blind_resend(key)
-                    record, submission = await self._send(request, key)
+                existing, sent = await self._submit_once(request, key)
+            if sent is not None:
+                record, submission = sent
         if existing is not None:
             log.info("reusing %s job %s for an identical request", kind, existing.job_id)
             record = existing
@@ -111,10 +117,53 @@ class JobRunner:
             report.warnings.append(submission.message)
         if submission.unservable and running:
             # Said once: here, unless the job's own look already explains it.
-            latest = state.ledger.get(record.job_id)
+            latest = await state.ledger.get(record.job_id)
             if latest is None or latest.progress is None or not unservable(latest.progress):
                 report.warnings.append("When it was submitted, no online worker could serve it.")
         return delivery
+
+    async def _submit_once(
+        self, request: GridRequest, key: str
+    ) -> tuple[JobRecord | None, tuple[JobRecord, Submission] | None]:
+        """The recent job of an identical request, or this one submitted and recorded.
+
+        The ledger's claim on the fingerprint makes identical calls in every process sharing
+        the ledger submit once: the one that wins it submits, the others wait for its record.
+        A claim that lapsed unreleased means its holder stopped or lost the grid's answer, so
+        the request may be queued and billed already: it is not sent again blindly.
+        """
+        state = self.state
+        ledger = state.ledger
+        window = state.settings.dedupe_seconds
+        while True:
+            claim = await ledger.claim(key, state.replica, window=window, seconds=CLAIM_SECONDS)
+            existing = await ledger.find_recent(key, window)
+            if existing is not None or claim.won:
+                break
+            if claim.lapsed:
+                raise SubmitOutcomeUnknown(
+                    f"an identical request was sent {claim.checked_at - claim.claimed_at:.0f} s "
+                    "ago and its answer was lost, so it may be running and billed already",
+                    hint="Pass new_job=true to send it again anyway (it may be billed twice).",
+                )
+            await anyio.sleep(CLAIM_POLL_SECONDS)
+        lapse = False
+        try:
+            if existing is not None:
+                return existing, None
+            self._refuse_blind_resend(key)
+            async with renewed(
+                lambda: ledger.renew_claim(key, state.replica, CLAIM_SECONDS), CLAIM_SECONDS / 3
+            ):
+                try:
+                    return None, await self._send(request, key)
+                except SubmitOutcomeUnknown:
+                    lapse = True
+                    raise
+        finally:
+            if claim.won:
+                with anyio.CancelScope(shield=True):
+                    await ledger.release_claim(key, state.replica, lapse=lapse)
 
     def _refuse_blind_resend(self, key: str) -> None:
         """Raise when an identical request was sent lately and its answer was lost."""
@@ -139,7 +188,7 @@ class JobRunner:
                 "will not resend it for a while; pass new_job=true to send it anyway."
             )
             raise
-        record = state.ledger.record_submission(
+        record = await state.ledger.record_submission(
             submission,
             api=self.backend.capabilities.api,
             grid=self.grid,
@@ -173,14 +222,14 @@ class JobRunner:
         async def aborted(answer: JobResult | None) -> None:
             if answer is None:
                 # The job may still run: it stays live in the ledger, for get_status to follow.
-                ledger.update(
+                await ledger.update(
                     record.job_id,
                     note="the client cancelled the call, but the grid's cancel got no answer, "
                     "so the job may still run",
                 )
                 return
             where = "on the grid" if self.backend.capabilities.cancel else "here"
-            ledger.update(
+            await ledger.update(
                 record.job_id,
                 state=JobState.CANCELLED,
                 result=answer,
@@ -200,11 +249,11 @@ class JobRunner:
             )
         except JobRefused as exc:
             # No job came of it: an error for the caller, not a record of a failed job.
-            ledger.forget(record.job_id)
+            await ledger.forget(record.job_id)
             raise await self._refusal(record, exc) from None
         except GridError as exc:
             # The job exists; losing sight of it is no reason to lose its id: hand it back.
-            record = ledger.update(record.job_id, error=exc.describe())
+            record = await ledger.update(record.job_id, error=exc.describe())
             report = job_report(record, None)
             report.warnings.append(f"Could not check on the job: {exc.describe()}")
             return Delivery(report)
@@ -214,10 +263,10 @@ class JobRunner:
         ledger = self.state.ledger
         error = outcome.error.describe() if outcome.error else None
         if outcome.state in (JobState.EXPIRED, JobState.INTERRUPTED):
-            record = ledger.update(record.job_id, state=outcome.state, error=error)
+            record = await ledger.update(record.job_id, state=outcome.state, error=error)
             return Delivery(job_report(record, record.result))
         if not outcome.state.final or outcome.result is None:
-            record = ledger.update(
+            record = await ledger.update(
                 record.job_id, state=outcome.state, progress=outcome.progress, error=error
             )
             report = job_report(record, None)
@@ -225,7 +274,7 @@ class JobRunner:
             if error:
                 report.warnings.append(f"The last look at the job failed: {error}")
             return Delivery(report)
-        record = ledger.update(
+        record = await ledger.update(
             record.job_id,
             state=outcome.state,
             progress=outcome.result.progress,
@@ -268,12 +317,12 @@ class JobRunner:
     async def settle_background(self, result: JobResult) -> None:
         """Record a job that ended with nobody necessarily waiting, and save its images."""
         if result.refused:
-            self.state.ledger.forget(result.progress.job_id)
+            await self.state.ledger.forget(result.progress.job_id)
             return
-        record = self.state.ledger.get(result.progress.job_id)
+        record = await self.state.ledger.get(result.progress.job_id)
         if record is None:
             return
-        record = self.state.ledger.update(
+        record = await self.state.ledger.update(
             record.job_id,
             state=result.progress.state,
             progress=result.progress,
@@ -294,7 +343,7 @@ class JobRunner:
     async def find(self, job_id: str, kind: JobKind | None) -> JobRecord:
         """The ledger's record of a job; a job only the grid knows is looked up and recorded."""
         job_id = job_id.strip()
-        record = self.state.ledger.get(job_id, owner=self.state.identity)
+        record = await self.state.ledger.get(job_id, owner=self.state.identity)
         if record is not None:
             return record
         if kind is not None and not self.backend.capabilities.serves(kind):
@@ -318,7 +367,7 @@ class JobRunner:
                 polled = await self.backend.poll(candidate, job_id)
             except JobNotFound:
                 continue
-            record = self.state.ledger.record_submission(
+            record = await self.state.ledger.record_submission(
                 Submission(job_id=job_id, kind=candidate),
                 api=self.backend.capabilities.api,
                 grid=self.grid,
@@ -326,7 +375,7 @@ class JobRunner:
                 fingerprint="",
                 owner=self.state.identity,
             )
-            return self.state.ledger.update(job_id, progress=polled.progress)
+            return await self.state.ledger.update(job_id, progress=polled.progress)
         raise JobNotFound(
             f"no job {job_id} in this server's ledger or on {self.grid}",
             hint="Check the job id; jobs expire on the grid a while after they finish.",
@@ -347,10 +396,10 @@ class JobRunner:
             answer = await self.backend.cancel(record.kind, record.job_id)
         except JobNotFound as exc:
             lost = JobState.INTERRUPTED if isinstance(exc, JobInterrupted) else JobState.EXPIRED
-            record = self.state.ledger.update(record.job_id, state=lost, error=exc.describe())
+            record = await self.state.ledger.update(record.job_id, state=lost, error=exc.describe())
             return Delivery(job_report(record, record.result))
         state = answer.progress.state if answer.progress.state.final else JobState.CANCELLED
-        record = self.state.ledger.update(
+        record = await self.state.ledger.update(
             record.job_id,
             state=state,
             progress=answer.progress,

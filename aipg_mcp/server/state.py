@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class AppState:
     # Fingerprints of submits whose answer was lost (the job may be running): not resent blindly.
     unknown_submits: dict[str, float] = field(default_factory=dict)
     sessions: SessionSelectors = field(default_factory=SessionSelectors)
+    replica: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """This process's name on the claims and leases it takes in a shared ledger."""
 
     async def backend(self) -> GridBackend:
         """The backend for the configured grid (probed on first use when ``AIPG_API=auto``), or
@@ -99,20 +102,20 @@ class AppState:
         job."""
         return _held(self.request_claims, fingerprint)
 
-    def saved_image(self, job_id: str, image_id: str) -> bytes | None:
+    async def saved_image(self, job_id: str, image_id: str) -> bytes | None:
         """A saved image of a job the current key submitted, or None (no such job for this
         key, no such image, or an id that cannot name a file)."""
-        return self._saved(job_id, image_id, None)
+        return await self._saved(job_id, image_id, None)
 
-    def saved_media(self, kind: JobKind, job_id: str, media_id: str) -> bytes | None:
+    async def saved_media(self, kind: JobKind, job_id: str, media_id: str) -> bytes | None:
         """A saved video, song or mesh of a job the current key submitted, or None."""
-        return self._saved(job_id, media_id, MEDIA_FILES[kind][0])
+        return await self._saved(job_id, media_id, MEDIA_FILES[kind][0])
 
-    def _saved(self, job_id: str, file_id: str, extension: str | None) -> bytes | None:
-        if self.ledger.get(job_id, owner=self.identity) is None:
+    async def _saved(self, job_id: str, file_id: str, extension: str | None) -> bytes | None:
+        if await self.ledger.get(job_id, owner=self.identity) is None:
             return None
         try:
-            return self.media.read(job_id, file_id, extension)
+            return await anyio.to_thread.run_sync(self.media.read, job_id, file_id, extension)
         except ValueError:
             return None
 

@@ -220,7 +220,7 @@ async def read_source_image(state: AppState, spec: str, argument: str) -> str:
     roots = state.settings.source_roots
     saved = parse_image_uri(spec.strip())
     if saved is not None:
-        data = await anyio.to_thread.run_sync(lambda: state.saved_image(*saved))
+        data = await state.saved_image(*saved)
         if data is None:
             raise ToolError(
                 f"{argument}: no saved image {spec.strip()} on this server; pass the "
