@@ -8,10 +8,13 @@ fakes (route names, job ids) so one test states one expectation.
 from __future__ import annotations
 
 import compileall
-from collections.abc import AsyncIterator
+import importlib.util
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -22,7 +25,11 @@ from aipg_mcp.config import Settings
 from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.transport import RetryPolicy
+from aipg_mcp.server.ledger import Clock, Ledger
+from aipg_mcp.server.ledger.postgres import PostgresLedger
+from aipg_mcp.server.ledger.sqlite import SqliteLedger
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
+from tests.postgres import Unavailable, new_database, throwaway_cluster
 
 API_KEY = "test-key-0123456789"
 # The tools a user can rely on; a server may offer more (estimate_cost), never fewer.
@@ -157,3 +164,64 @@ def settings(grid: Grid, tmp_path: Path) -> Settings:
         wait_seconds=20,
         input_dirs=(tmp_path / "inputs",),
     )
+
+
+# ------------------------------------------------------------------------------ ledger stores
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for this test session (each xdist worker has its own);
+    skips, saying what is missing, where none can start."""
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("psycopg is not installed (pip install -e '.[test]'), so PostgreSQL tests skip")
+    try:
+        with throwaway_cluster() as url:
+            yield url
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """The URL of a new, empty database for one test."""
+    with new_database(postgres_server) as url:
+        yield url
+
+
+@dataclass
+class LedgerStore:
+    """Where a test's ledgers live: a sqlite file or a PostgreSQL database. Every :meth:`open`
+    is another handle on the same store, as another server process would have."""
+
+    name: str
+    path: Path
+    url: str | None
+    opened: list[Ledger]
+
+    def open(self, clock: Clock = time.time) -> Ledger:
+        ledger: Ledger
+        if self.url is not None:
+            ledger = PostgresLedger(self.url, clock=clock)
+        else:
+            ledger = SqliteLedger(self.path, clock=clock)
+        self.opened.append(ledger)
+        return ledger
+
+    def settings(self, **fields: Any) -> Settings:
+        """Server settings that keep the ledger in this store."""
+        url = None if self.url is None else SecretStr(self.url)
+        return Settings(data_dir=self.path.parent, ledger_url=url, **fields)
+
+
+LEDGER_STORES = ("sqlite", "postgres")
+
+
+@pytest.fixture(params=LEDGER_STORES)
+async def ledger_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerStore]:
+    """Each ledger store in turn; PostgreSQL's skips, saying why, where none can start."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    store = LedgerStore(str(request.param), tmp_path / "data" / "jobs.sqlite3", url, [])
+    yield store
+    for ledger in store.opened:
+        await ledger.aclose()

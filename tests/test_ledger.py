@@ -1,4 +1,9 @@
-"""The job ledger: records survive restarts, repeated calls find their job, results are kept."""
+"""The job ledger: records survive restarts, repeated calls find their job, results are kept.
+
+Every test taking ``ledger_store`` runs on both stores, the sqlite file and PostgreSQL; the
+rest are about one store's own ground (the sqlite file on disk, PostgreSQL's migrations).
+The claims, leases and rate-limit holds the stores keep are in test_ledger_holds.py.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from aipg_mcp.grid.jobs import (
@@ -29,6 +35,12 @@ from aipg_mcp.server.ledger import (
     LedgerError,
     fingerprint,
 )
+from aipg_mcp.server.ledger.records import DEAD_STATES
+from aipg_mcp.server.ledger.schema import SQLITE_STEPS
+from aipg_mcp.server.ledger.sqlite import SqliteLedger
+from tests.conftest import LedgerStore
+
+pytestmark = pytest.mark.anyio
 
 GRID = "https://grid.example"
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +56,7 @@ class Clock:
         return self.now
 
 
-def submit(
+async def submit(
     ledger: Ledger,
     job_id: str,
     *,
@@ -52,7 +64,7 @@ def submit(
     fp: str = "fp",
     params: dict[str, object] | None = None,
 ) -> JobRecord:
-    return ledger.record_submission(
+    return await ledger.record_submission(
         Submission(job_id=job_id, kind=kind, kudos=12.5),
         api="v2",
         grid=GRID,
@@ -73,29 +85,22 @@ def image_result(job_id: str, count: int, *, complete: bool = True) -> JobResult
     )
 
 
-def test_nothing_touches_disk_before_first_use(tmp_path: Path) -> None:
-    path = tmp_path / "data" / "deeper" / "jobs.sqlite3"
-    ledger = Ledger(path)
-    assert not path.parent.exists()
-    assert ledger.get("nope") is None
-    assert path.is_file()
-    if os.name == "posix":
-        assert path.parent.stat().st_mode & 0o777 == 0o700
-        assert path.stat().st_mode & 0o777 == 0o600
-    ledger.close()
+# ------------------------------------------------------------------------------ both stores
 
 
-def test_round_trip(tmp_path: Path) -> None:
+async def test_round_trip(ledger_store: LedgerStore) -> None:
     clock = Clock()
-    ledger = Ledger(tmp_path / "jobs.sqlite3", clock=clock)
-    record = submit(ledger, "job-1", params={"prompt": "ü and 🦊", "nested": {"b": 1, "a": [1, 2]}})
+    ledger = ledger_store.open(clock)
+    record = await submit(
+        ledger, "job-1", params={"prompt": "ü and 🦊", "nested": {"b": 1, "a": [1, 2]}}
+    )
     assert record.state is JobState.QUEUED
     assert record.submitted_at == record.updated_at == clock.now
     assert record.api == "v2" and record.grid == GRID and record.kind is JobKind.IMAGE
-    assert ledger.get("job-1") == record
+    assert await ledger.get("job-1") == record
 
     clock.now += 5
-    done = ledger.update(
+    done = await ledger.update(
         "job-1",
         state=JobState.DONE,
         progress=progress("job-1", JobState.DONE),
@@ -105,206 +110,221 @@ def test_round_trip(tmp_path: Path) -> None:
     )
     assert done.updated_at == clock.now
     assert done.submitted_at == record.submitted_at
-    assert ledger.get("job-1") == done
+    assert await ledger.get("job-1") == done
     assert done.result is not None and [i.id for i in done.result.images] == ["img-0", "img-1"]
     assert done.params == {"prompt": "ü and 🦊", "nested": {"b": 1, "a": [1, 2]}}
-    ledger.close()
 
 
-def test_only_given_fields_change_and_files_merge(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "jobs.sqlite3")
-    submit(ledger, "job-1")
-    ledger.update("job-1", files={"a": "/a.webp"}, error="slow worker")
-    ledger.update("job-1", files={"b": "/b.webp"})
-    record = ledger.update("job-1", note="cancelled by the client")
+async def test_only_given_fields_change_and_files_merge(ledger_store: LedgerStore) -> None:
+    ledger = ledger_store.open()
+    await submit(ledger, "job-1")
+    await ledger.update("job-1", files={"a": "/a.webp"}, error="slow worker")
+    await ledger.update("job-1", files={"b": "/b.webp"})
+    record = await ledger.update("job-1", note="cancelled by the client")
     assert record.files == {"a": "/a.webp", "b": "/b.webp"}
     assert record.error == "slow worker"
     assert record.note == "cancelled by the client"
     assert record.state is JobState.QUEUED
-    ledger.close()
+    assert await ledger.get("job-1") == record
 
 
-def test_unknown_job_id_raises_key_error(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "jobs.sqlite3")
+async def test_unknown_job_id_raises_key_error(ledger_store: LedgerStore) -> None:
+    ledger = ledger_store.open()
     with pytest.raises(KeyError):
-        ledger.update("missing", state=JobState.DONE)
-    assert ledger.get("missing") is None
-    ledger.close()
+        await ledger.update("missing", state=JobState.DONE)
+    assert await ledger.get("missing") is None
 
 
-def test_recording_a_known_job_again_keeps_what_was_learnt(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "jobs.sqlite3")
-    submit(ledger, "job-1")
-    ledger.update("job-1", state=JobState.DONE, result=image_result("job-1", 1))
-    again = submit(ledger, "job-1", params={"other": True})
+async def test_a_job_belongs_to_its_owner(ledger_store: LedgerStore) -> None:
+    ledger = ledger_store.open()
+    await ledger.record_submission(
+        Submission(job_id="job-1", kind=JobKind.TEXT),
+        api="v2", grid=GRID, params={}, fingerprint="fp", owner="alice",
+    )  # fmt: skip
+    await submit(ledger, "job-2")
+    assert (await ledger.get("job-1", owner="alice")) is not None
+    assert await ledger.get("job-1", owner="bob") is None
+    assert [r.job_id for r in await ledger.recent(owner="alice")] == ["job-1"]
+    assert await ledger.recent(owner="bob") == []
+
+
+async def test_forget_drops_the_record(ledger_store: LedgerStore) -> None:
+    ledger = ledger_store.open()
+    await submit(ledger, "job-1", fp="same")
+    await submit(ledger, "job-2")
+    await ledger.forget("job-1")
+    assert await ledger.get("job-1") is None
+    assert await ledger.find_recent("same", within_seconds=60) is None
+    assert [r.job_id for r in await ledger.recent()] == ["job-2"]
+    assert await ledger.count() == 1
+
+
+async def test_recording_a_known_job_again_keeps_what_was_learnt(
+    ledger_store: LedgerStore,
+) -> None:
+    ledger = ledger_store.open()
+    await submit(ledger, "job-1")
+    await ledger.update("job-1", state=JobState.DONE, result=image_result("job-1", 1))
+    again = await submit(ledger, "job-1", params={"other": True})
     assert again.state is JobState.DONE
     assert again.params == {"prompt": "a lighthouse", "n": 2}
-    ledger.close()
 
 
-def test_a_restarted_server_sees_everything(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite3"
-    first = Ledger(path)
-    submit(first, "job-1")
-    submit(first, "job-2", kind=JobKind.TEXT, fp="other")
-    first.update("job-1", state=JobState.DONE, result=image_result("job-1", 3), files={"x": "/x"})
+async def test_a_restarted_server_sees_everything(ledger_store: LedgerStore) -> None:
+    first = ledger_store.open()
+    await submit(first, "job-1")
+    await submit(first, "job-2", kind=JobKind.TEXT, fp="other")
+    await first.update(
+        "job-1", state=JobState.DONE, result=image_result("job-1", 3), files={"x": "/x"}
+    )
     # No close: a killed server never gets to close its ledger.
-    second = Ledger(path)
-    record = second.get("job-1")
-    assert record is not None and record == first.get("job-1")
+    second = ledger_store.open()
+    record = await second.get("job-1")
+    assert record is not None and record == await first.get("job-1")
     assert record.result is not None and len(record.result.images) == 3
-    assert {r.job_id for r in second.recent()} == {"job-1", "job-2"}
-    first.close()
-    second.close()
+    assert {r.job_id for r in await second.recent()} == {"job-1", "job-2"}
+    assert await second.count() == 2
 
 
-def test_close_then_use_again_reopens(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "jobs.sqlite3")
-    submit(ledger, "job-1")
-    ledger.close()
-    ledger.close()
-    assert ledger.get("job-1") is not None
-    ledger.close()
+async def test_close_then_use_again_reopens(ledger_store: LedgerStore) -> None:
+    ledger = ledger_store.open()
+    await submit(ledger, "job-1")
+    await ledger.aclose()
+    await ledger.aclose()
+    assert await ledger.get("job-1") is not None
 
 
-def test_file_format(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite3"
-    ledger = Ledger(path)
-    submit(ledger, "job-1")
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        plan = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT job_id FROM jobs WHERE fingerprint = ?", ("fp",)
-        ).fetchall()
-        assert "USING INDEX" in str(plan)
-    finally:
-        conn.close()
-        ledger.close()
-
-
-def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite3"
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.close()
-    ledger = Ledger(path)
-    with pytest.raises(LedgerError, match="newer"):
-        ledger.get("job-1")
-
-
-def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite3"
-    path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(LedgerError, match="move the file aside"):
-        Ledger(path).get("job-1")
-
-
-def test_find_recent_respects_the_window(tmp_path: Path) -> None:
+async def test_find_recent_respects_the_window(ledger_store: LedgerStore) -> None:
     clock = Clock()
-    ledger = Ledger(tmp_path / "jobs.sqlite3", clock=clock)
-    submit(ledger, "old", fp="same")
+    ledger = ledger_store.open(clock)
+    await submit(ledger, "old", fp="same")
     clock.now += 100
-    submit(ledger, "new", fp="same")
-    submit(ledger, "unrelated", fp="different")
+    await submit(ledger, "new", fp="same")
+    await submit(ledger, "unrelated", fp="different")
     clock.now += 50
 
-    found = ledger.find_recent("same", within_seconds=60)
+    found = await ledger.find_recent("same", within_seconds=60)
     assert found is not None and found.job_id == "new"
-    found = ledger.find_recent("same", within_seconds=500)
+    found = await ledger.find_recent("same", within_seconds=500)
     assert found is not None and found.job_id == "new"
-    assert ledger.find_recent("same", within_seconds=10) is None
-    assert ledger.find_recent("same", within_seconds=0) is None
-    assert ledger.find_recent("missing", within_seconds=500) is None
-    ledger.close()
+    assert await ledger.find_recent("same", within_seconds=10) is None
+    assert await ledger.find_recent("same", within_seconds=0) is None
+    assert await ledger.find_recent("missing", within_seconds=500) is None
 
 
-@pytest.mark.parametrize("dead", [JobState.FAULTED, JobState.CANCELLED, JobState.EXPIRED])
-def test_find_recent_skips_jobs_that_are_no_answer(tmp_path: Path, dead: JobState) -> None:
+async def test_find_recent_takes_the_newest_of_one_instant(ledger_store: LedgerStore) -> None:
+    ledger = ledger_store.open(Clock())
+    for job_id in ("a", "b", "c"):
+        await submit(ledger, job_id, fp="same")
+    found = await ledger.find_recent("same", within_seconds=60)
+    assert found is not None and found.job_id == "c"
+    assert [r.job_id for r in await ledger.recent()] == ["c", "b", "a"]
+
+
+@pytest.mark.parametrize("dead", list(DEAD_STATES))
+async def test_find_recent_skips_jobs_that_are_no_answer(
+    ledger_store: LedgerStore, dead: JobState
+) -> None:
     clock = Clock()
-    ledger = Ledger(tmp_path / "jobs.sqlite3", clock=clock)
-    submit(ledger, "done", fp="same")
-    ledger.update("done", state=JobState.DONE, result=image_result("done", 1))
+    ledger = ledger_store.open(clock)
+    await submit(ledger, "done", fp="same")
+    await ledger.update("done", state=JobState.DONE, result=image_result("done", 1))
     clock.now += 1
-    submit(ledger, "dead", fp="same")
-    ledger.update("dead", state=dead)
+    await submit(ledger, "dead", fp="same")
+    await ledger.update("dead", state=dead)
 
-    found = ledger.find_recent("same", within_seconds=60)
+    found = await ledger.find_recent("same", within_seconds=60)
     assert found is not None and found.job_id == "done"
-    ledger.update("done", state=dead)
-    assert ledger.find_recent("same", within_seconds=60) is None
-    ledger.close()
+    await ledger.update("done", state=dead)
+    assert await ledger.find_recent("same", within_seconds=60) is None
 
 
 @pytest.mark.parametrize("live", [JobState.QUEUED, JobState.PROCESSING, JobState.DONE])
-def test_find_recent_returns_live_and_finished_jobs(tmp_path: Path, live: JobState) -> None:
-    ledger = Ledger(tmp_path / "jobs.sqlite3")
-    submit(ledger, "job-1", fp="same")
-    ledger.update("job-1", state=live)
-    found = ledger.find_recent("same", within_seconds=60)
+async def test_find_recent_returns_live_and_finished_jobs(
+    ledger_store: LedgerStore, live: JobState
+) -> None:
+    ledger = ledger_store.open()
+    await submit(ledger, "job-1", fp="same")
+    await ledger.update("job-1", state=live)
+    found = await ledger.find_recent("same", within_seconds=60)
     assert found is not None and found.state is live
-    ledger.close()
 
 
-def test_done_never_moves_back(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "jobs.sqlite3")
-    submit(ledger, "job-1")
-    ledger.update("job-1", state=JobState.DONE, progress=progress("job-1", JobState.DONE))
+async def test_done_never_moves_back(ledger_store: LedgerStore) -> None:
+    ledger = ledger_store.open()
+    await submit(ledger, "job-1")
+    await ledger.update("job-1", state=JobState.DONE, progress=progress("job-1", JobState.DONE))
     for state in (JobState.QUEUED, JobState.PROCESSING):
-        record = ledger.update("job-1", state=state, progress=progress("job-1", state))
+        record = await ledger.update("job-1", state=state, progress=progress("job-1", state))
         assert record.state is JobState.DONE
         assert record.progress is not None and record.progress.state is JobState.DONE
-    stored = ledger.get("job-1")
+    stored = await ledger.get("job-1")
     assert stored is not None and stored.state is JobState.DONE
-    ledger.close()
 
 
-def test_a_stored_result_never_shrinks(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "jobs.sqlite3")
-    submit(ledger, "job-1")
-    ledger.update("job-1", state=JobState.DONE, result=image_result("job-1", 2))
+async def test_a_stored_result_never_shrinks(ledger_store: LedgerStore) -> None:
+    ledger = ledger_store.open()
+    await submit(ledger, "job-1")
+    await ledger.update("job-1", state=JobState.DONE, result=image_result("job-1", 2))
 
     # A cheap poll carries no outputs; it must not wipe the finished ones.
-    record = ledger.update("job-1", result=image_result("job-1", 0, complete=False))
+    record = await ledger.update("job-1", result=image_result("job-1", 0, complete=False))
     assert record.result is not None and len(record.result.images) == 2
-    record = ledger.update("job-1", result=image_result("job-1", 1))
+    record = await ledger.update("job-1", result=image_result("job-1", 1))
     assert record.result is not None and len(record.result.images) == 2
 
-    record = ledger.update("job-1", result=image_result("job-1", 3))
+    record = await ledger.update("job-1", result=image_result("job-1", 3))
     assert record.result is not None and len(record.result.images) == 3
-    stored = ledger.get("job-1")
+    stored = await ledger.get("job-1")
     assert stored is not None and stored.result is not None and len(stored.result.images) == 3
-    ledger.close()
 
 
-def test_text_results_round_trip(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "jobs.sqlite3")
-    submit(ledger, "t-1", kind=JobKind.TEXT)
+async def test_text_results_round_trip(ledger_store: LedgerStore) -> None:
+    ledger = ledger_store.open()
+    await submit(ledger, "t-1", kind=JobKind.TEXT)
     result = JobResult(
         progress=progress("t-1", JobState.DONE, JobKind.TEXT),
         texts=[TextOutput(text="Once upon a time", seed=7, model="llm")],
     )
-    ledger.update("t-1", state=JobState.DONE, result=result)
-    stored = ledger.get("t-1")
+    await ledger.update("t-1", state=JobState.DONE, result=result)
+    stored = await ledger.get("t-1")
     assert stored is not None and stored.result == result
-    ledger.close()
 
 
-def test_recent_is_newest_first_with_limit_and_kind(tmp_path: Path) -> None:
+async def test_recent_is_newest_first_with_limit_and_kind(ledger_store: LedgerStore) -> None:
     clock = Clock()
-    ledger = Ledger(tmp_path / "jobs.sqlite3", clock=clock)
+    ledger = ledger_store.open(clock)
     for i in range(5):
         clock.now += 1
-        submit(ledger, f"img-{i}")
+        await submit(ledger, f"img-{i}")
         clock.now += 1
-        submit(ledger, f"txt-{i}", kind=JobKind.TEXT)
-    assert [r.job_id for r in ledger.recent(limit=3)] == ["txt-4", "img-4", "txt-3"]
-    assert [r.job_id for r in ledger.recent(limit=2, kind=JobKind.IMAGE)] == ["img-4", "img-3"]
-    assert ledger.recent(kind=JobKind.CAPTION) == []
-    assert ledger.recent(limit=0) == []
-    assert len(ledger.recent()) == 10
-    ledger.close()
+        await submit(ledger, f"txt-{i}", kind=JobKind.TEXT)
+    assert [r.job_id for r in await ledger.recent(limit=3)] == ["txt-4", "img-4", "txt-3"]
+    images = await ledger.recent(limit=2, kind=JobKind.IMAGE)
+    assert [r.job_id for r in images] == ["img-4", "img-3"]
+    assert await ledger.recent(kind=JobKind.CAPTION) == []
+    assert await ledger.recent(limit=0) == []
+    assert len(await ledger.recent()) == 10
+
+
+async def test_concurrent_updates_from_two_handles_lose_nothing(
+    ledger_store: LedgerStore,
+) -> None:
+    """Two processes updating the same jobs at once: every file each saved stays recorded."""
+    first, second = ledger_store.open(), ledger_store.open()
+    for i in range(4):
+        await submit(first, f"job-{i}")
+
+    async def save(ledger: Ledger, name: str) -> None:
+        for i in range(4):
+            for n in range(5):
+                await ledger.update(f"job-{i}", files={f"{name}-{n}": f"/{name}/{n}"})
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(save, first, "a")
+        tasks.start_soon(save, second, "b")
+    for record in await first.recent():
+        assert set(record.files) == {f"{who}-{n}" for who in "ab" for n in range(5)}
 
 
 def test_fingerprint_is_canonical() -> None:
@@ -333,38 +353,112 @@ def test_fingerprint_is_canonical() -> None:
     )
 
 
-def test_dead_states_in_the_query_match_the_enum() -> None:
-    from aipg_mcp.server import ledger
+def test_dead_states_are_every_final_state_but_done() -> None:
+    assert set(DEAD_STATES) == {s for s in JobState if s.final and s is not JobState.DONE}
 
-    for state in (JobState.FAULTED, JobState.CANCELLED, JobState.EXPIRED):
-        assert f"'{state.value}'" in ledger._SELECT_RECENT_LIVE
+
+# ------------------------------------------------------------------------------ the sqlite file
+
+
+async def test_nothing_touches_disk_before_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "deeper" / "jobs.sqlite3"
+    ledger = SqliteLedger(path)
+    assert not path.parent.exists()
+    assert await ledger.get("nope") is None
+    assert path.is_file()
+    if os.name == "posix":
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+        assert path.stat().st_mode & 0o777 == 0o600
+    await ledger.aclose()
+
+
+async def test_file_format(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    ledger = SqliteLedger(path)
+    await submit(ledger, "job-1")
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT job_id FROM jobs WHERE fingerprint = ?", ("fp",)
+        ).fetchall()
+        assert "USING INDEX" in str(plan)
+    finally:
+        conn.close()
+        await ledger.aclose()
+
+
+async def test_a_file_of_an_older_version_is_brought_forward(tmp_path: Path) -> None:
+    """A ledger written before the claims existed (schema 2) keeps its jobs and gains them."""
+    path = tmp_path / "jobs.sqlite3"
+    conn = sqlite3.connect(path)
+    for step in SQLITE_STEPS[:2]:
+        conn.executescript(step)
+    conn.execute(
+        "INSERT INTO jobs (job_id, kind, api, grid, state, params, fingerprint, submitted_at, "
+        "updated_at, owner) VALUES ('old-1', 'image', 'v2', 'g', 'done', '{}', 'fp', 1, 1, 'o')"
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    ledger = SqliteLedger(path, clock=Clock())
+    record = await ledger.get("old-1", owner="o")
+    assert record is not None and record.state is JobState.DONE
+    claim = await ledger.claim("fp", "me", window=60, seconds=30)
+    assert claim.won
+    await ledger.aclose()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        conn.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(LedgerError, match="newer aipg-mcp .* AIPG_DATA_DIR"):
+        await SqliteLedger(path).get("job-1")
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match="move the file aside"):
+        await SqliteLedger(path).get("job-1")
 
 
 def test_concurrent_use_from_threads(tmp_path: Path) -> None:
     path = tmp_path / "jobs.sqlite3"
-    shared = Ledger(path)
-    other = Ledger(path)  # a second handle on the same file, as another process would have
+    shared = SqliteLedger(path)
+    other = SqliteLedger(path)  # a second handle on the same file, as another process would have
     errors: list[BaseException] = []
 
-    def work(worker: int) -> None:
+    async def work(worker: int) -> None:
+        for i in range(20):
+            ledger = shared if i % 2 else other
+            job_id = f"w{worker}-{i}"
+            await submit(ledger, job_id, fp=f"fp-{worker}")
+            await ledger.update(job_id, state=JobState.PROCESSING, files={"a": "/a"})
+            await shared.update(job_id, state=JobState.DONE, files={"b": "/b"})
+            assert await other.find_recent(f"fp-{worker}", within_seconds=60) is not None
+
+    def thread(worker: int) -> None:
         try:
-            for i in range(20):
-                ledger = shared if i % 2 else other
-                job_id = f"w{worker}-{i}"
-                submit(ledger, job_id, fp=f"fp-{worker}")
-                ledger.update(job_id, state=JobState.PROCESSING, files={"a": "/a"})
-                shared.update(job_id, state=JobState.DONE, files={"b": "/b"})
-                assert other.find_recent(f"fp-{worker}", within_seconds=60) is not None
+            anyio.run(work, worker)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    threads = [threading.Thread(target=thread, args=(n,)) for n in range(8)]
+    for each in threads:
+        each.start()
+    for each in threads:
+        each.join()
     assert errors == []
-    records = Ledger(path).recent(limit=1000)
+    records = anyio.run(SqliteLedger(path).recent, 1000)
     assert len(records) == 160
     assert all(r.state is JobState.DONE and r.files == {"a": "/a", "b": "/b"} for r in records)
     shared.close()
@@ -374,26 +468,32 @@ def test_concurrent_use_from_threads(tmp_path: Path) -> None:
 _WRITER = """
 import sys
 from pathlib import Path
+import anyio
 from aipg_mcp.grid.jobs import JobKind, JobState, Submission
-from aipg_mcp.server.ledger import Ledger
+from aipg_mcp.server.ledger.records import DEAD_STATES
+from aipg_mcp.server.ledger.schema import SQLITE_STEPS
+from aipg_mcp.server.ledger.sqlite import SqliteLedger
 
-ledger = Ledger(Path(sys.argv[1]))
-i = 0
-while True:
-    job_id = f"job-{i}"
-    ledger.record_submission(
-        Submission(job_id=job_id, kind=JobKind.TEXT), api="v2", grid="g",
-        params={"prompt": "x" * 2000}, fingerprint="fp",
-    )
-    ledger.update(job_id, state=JobState.DONE, files={"a": "b" * 500})
-    i += 1
-    if i == 20:
-        print("ready", flush=True)
+async def main():
+    ledger = SqliteLedger(Path(sys.argv[1]))
+    i = 0
+    while True:
+        job_id = f"job-{i}"
+        await ledger.record_submission(
+            Submission(job_id=job_id, kind=JobKind.TEXT), api="v2", grid="g",
+            params={"prompt": "x" * 2000}, fingerprint="fp",
+        )
+        await ledger.update(job_id, state=JobState.DONE, files={"a": "b" * 500})
+        i += 1
+        if i == 20:
+            print("ready", flush=True)
+
+anyio.run(main)
 """
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
-def test_survives_a_process_killed_mid_write(tmp_path: Path) -> None:
+async def test_survives_a_process_killed_mid_write(tmp_path: Path) -> None:
     path = tmp_path / "jobs.sqlite3"
     env = {
         **os.environ,
@@ -412,12 +512,12 @@ def test_survives_a_process_killed_mid_write(tmp_path: Path) -> None:
         if writer.stdout is not None:
             writer.stdout.close()
 
-    ledger = Ledger(path)
-    records = ledger.recent(limit=100_000)
+    ledger = SqliteLedger(path)
+    records = await ledger.recent(limit=100_000)
     assert len(records) >= 20
     # Every record is whole: none is half written, whatever moment the kill struck.
     assert sum(r.state is JobState.QUEUED for r in records) <= 1
-    ledger.close()
+    await ledger.aclose()
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -425,10 +525,28 @@ def test_survives_a_process_killed_mid_write(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_importing_the_ledger_does_not_load_sqlite() -> None:
-    code = "import sys, aipg_mcp.server.ledger; print('sqlite3' in sys.modules)"
+def test_importing_the_ledger_loads_no_database_driver() -> None:
+    code = (
+        "import sys, aipg_mcp.server.ledger; "
+        "print(sorted(m for m in ('sqlite3', 'psycopg', 'psycopg_pool') if m in sys.modules))"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_settings_pick_the_store(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from aipg_mcp.config import Settings
+    from aipg_mcp.server.ledger import open_ledger
+    from aipg_mcp.server.ledger.postgres import PostgresLedger
+
+    default = open_ledger(Settings(data_dir=tmp_path))
+    assert isinstance(default, SqliteLedger) and default.path == tmp_path / "jobs.sqlite3"
+    url = "postgresql://aipg:s3cret-pw@db.example:5432/aipg"
+    shared = open_ledger(Settings(data_dir=tmp_path, ledger_url=SecretStr(url)))
+    assert isinstance(shared, PostgresLedger)
+    assert shared.where == "postgresql://aipg:***@db.example:5432/aipg"
