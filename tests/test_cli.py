@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import anyio.from_thread
@@ -37,7 +38,7 @@ from aipg_mcp.face.call import (
 from aipg_mcp.face.cli import main, parser
 from aipg_mcp.face.doctor import Status, check_ledger, check_output_dir, redact, v1_key_source
 from aipg_mcp.grid.jobs import JobKind, JobState, Submission
-from aipg_mcp.server.ledger import Ledger
+from aipg_mcp.server.ledger.sqlite import SqliteLedger
 from aipg_mcp.testing.__main__ import DEFAULT_KEY, DEFAULT_USER
 from tests.conftest import API_KEY, Grid, running_grid
 
@@ -192,7 +193,7 @@ def test_ledger_check_counts_jobs(cli_grid: Grid, capsys: pytest.CaptureFixture[
         run(capsys, "call", "generate_text", "--arg", "prompt=two", "--arg", "max_length=16")[0]
         == 0
     )
-    result = check_ledger(Path(os.environ["AIPG_DATA_DIR"]) / "jobs.sqlite3")
+    result = anyio.run(check_ledger, Settings.from_env())
     assert result.status is Status.OK
     assert "holds 2 jobs" in result.detail and "newest: text job" in result.detail
 
@@ -203,10 +204,10 @@ def test_file_checks_on_their_own(tmp_path: Path) -> None:
     assert created.is_dir() and not list(created.iterdir())  # the probe file is gone
     (tmp_path / "file").write_text("x")
     assert check_output_dir(tmp_path / "file" / "images").failed
-    assert check_ledger(tmp_path / "file" / "jobs.sqlite3").failed
-    garbage = tmp_path / "garbage.sqlite3"
-    garbage.write_bytes(b"this is not a database" * 100)
-    broken = check_ledger(garbage)
+    assert anyio.run(check_ledger, Settings(data_dir=tmp_path / "file")).failed
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "jobs.sqlite3").write_bytes(b"this is not a database" * 100)
+    broken = anyio.run(check_ledger, Settings(data_dir=tmp_path / "garbage"))
     assert broken.failed and "move the file aside" in broken.detail
     assert redact("key abc in text", ["abc", ""]) == "key *** in text"
 
@@ -486,7 +487,9 @@ def test_ctrl_c_says_what_became_of_the_grid_job(cli_grid: Grid, cancel_fails: b
     found = re.search(r"^aipg-mcp call: interrupted; image job (\S+) ", last)
     assert found, last
     job_id = found.group(1)
-    record = Ledger(Path(os.environ["AIPG_DATA_DIR"]) / "jobs.sqlite3").get(job_id)
+    ledger = SqliteLedger(Path(os.environ["AIPG_DATA_DIR"]) / "jobs.sqlite3")
+    record = anyio.run(ledger.get, job_id)
+    ledger.close()
     assert record is not None
     # A cancel the grid never answered leaves the job live in the ledger, for get_status.
     if cancel_fails:
@@ -517,9 +520,11 @@ def test_interrupt_report_without_a_cancelled_job(tmp_path: Path) -> None:
     generate = CallRequest("generate_image", pairs=[("prompt", "a fox")])
     assert "before the grid answered its submit" in after_interrupt(settings, generate, 0.0)
     assert "identical recent call" in after_interrupt(settings, generate, 0.0)
-    ledger = Ledger(settings.ledger_path)
+    ledger = SqliteLedger(settings.ledger_path)
     submission = Submission(job_id="job-1", kind=JobKind.IMAGE)
-    ledger.record_submission(submission, api="v2", grid="g", params={}, fingerprint="f")
+    anyio.run(
+        partial(ledger.record_submission, submission, api="v2", grid="g", params={}, fingerprint="f")
+    )
     ledger.close()
     assert "before the grid answered its submit" in after_interrupt(settings, generate, 2e9)
     waiting = CallRequest("get_status", json_arguments={"job_id": "job-1"})

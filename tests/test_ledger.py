@@ -36,7 +36,13 @@ from aipg_mcp.server.ledger import (
     fingerprint,
 )
 from aipg_mcp.server.ledger.records import DEAD_STATES
-from aipg_mcp.server.ledger.schema import SQLITE_STEPS
+from aipg_mcp.server.ledger.postgres import PostgresLedger
+from aipg_mcp.server.ledger.schema import (
+    POSTGRES_STEPS,
+    POSTGRES_VERSION_TABLE,
+    SQLITE_STEPS,
+    statements,
+)
 from aipg_mcp.server.ledger.sqlite import SqliteLedger
 from tests.conftest import LedgerStore
 
@@ -471,7 +477,13 @@ from pathlib import Path
 import anyio
 from aipg_mcp.grid.jobs import JobKind, JobState, Submission
 from aipg_mcp.server.ledger.records import DEAD_STATES
-from aipg_mcp.server.ledger.schema import SQLITE_STEPS
+from aipg_mcp.server.ledger.postgres import PostgresLedger
+from aipg_mcp.server.ledger.schema import (
+    POSTGRES_STEPS,
+    POSTGRES_VERSION_TABLE,
+    SQLITE_STEPS,
+    statements,
+)
 from aipg_mcp.server.ledger.sqlite import SqliteLedger
 
 async def main():
@@ -550,3 +562,76 @@ def test_the_settings_pick_the_store(tmp_path: Path) -> None:
     shared = open_ledger(Settings(data_dir=tmp_path, ledger_url=SecretStr(url)))
     assert isinstance(shared, PostgresLedger)
     assert shared.where == "postgresql://aipg:***@db.example:5432/aipg"
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+
+
+async def test_replicas_starting_together_migrate_once(postgres_url: str) -> None:
+    """Eight processes opening a new database at once: each waits its turn under the advisory
+    lock, the schema is made once, and every one of them works."""
+    import psycopg
+
+    ledgers = [PostgresLedger(postgres_url, pool_size=2) for _ in range(8)]
+    async with anyio.create_task_group() as tasks:
+        for n, ledger in enumerate(ledgers):
+            tasks.start_soon(submit, ledger, f"job-{n}")
+    assert await ledgers[0].count() == 8
+    for ledger in ledgers:
+        await ledger.aclose()
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        rows = await (await conn.execute("SELECT version FROM ledger_schema")).fetchall()
+    assert rows == [(SCHEMA_VERSION,)]
+
+
+async def test_a_database_of_an_older_version_is_brought_forward(postgres_url: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        await conn.execute(POSTGRES_VERSION_TABLE)
+        for step in POSTGRES_STEPS[:2]:
+            for statement in statements(step):
+                await conn.execute(statement)
+        await conn.execute(
+            "INSERT INTO jobs (job_id, kind, api, grid, state, params, fingerprint, "
+            "submitted_at, updated_at, owner) "
+            "VALUES ('old-1', 'image', 'v2', 'g', 'done', '{}', 'fp', 1, 1, 'o')"
+        )
+        await conn.execute("INSERT INTO ledger_schema (version) VALUES (2)")
+    ledger = PostgresLedger(postgres_url, clock=Clock())
+    record = await ledger.get("old-1", owner="o")
+    assert record is not None and record.state is JobState.DONE
+    assert (await ledger.claim("fp", "me", window=60, seconds=30)).won
+    await ledger.aclose()
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        row = await (await conn.execute("SELECT version FROM ledger_schema")).fetchone()
+    assert row == (SCHEMA_VERSION,)
+
+
+async def test_a_newer_database_is_refused(postgres_url: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        await conn.execute(POSTGRES_VERSION_TABLE)
+        await conn.execute(
+            "INSERT INTO ledger_schema (version) VALUES (%s)", (SCHEMA_VERSION + 1,)
+        )
+    ledger = PostgresLedger(postgres_url)
+    with pytest.raises(LedgerError, match="newer aipg-mcp .* AIPG_LEDGER_URL"):
+        await ledger.get("job-1")
+    await ledger.aclose()
+
+
+async def test_an_unreachable_database_is_named_without_its_password(
+    postgres_server: str,
+) -> None:
+    port = postgres_server.rsplit(":", 1)[1].split("/")[0]
+    # Right server, wrong database: the server answers, and the message says so.
+    ledger = PostgresLedger(f"postgresql://aipg:hunter2-secret@127.0.0.1:{port}/no_such_db")
+    with pytest.raises(LedgerError) as refused:
+        await ledger.count()
+    message = str(refused.value)
+    assert "hunter2-secret" not in message
+    assert "aipg:***@127.0.0.1" in message and "no_such_db" in message
+    assert "AIPG_LEDGER_URL" in message
+    await ledger.aclose()

@@ -25,10 +25,12 @@ from aipg_mcp.grid.errors import (
 from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState, Submission, TextOutput
 from aipg_mcp.grid.requests import GridRequest, TextRequest
 from aipg_mcp.grid.select import BackendSelector
-from aipg_mcp.server.ledger import Ledger
+from aipg_mcp.server.ledger import fingerprint
+from aipg_mcp.server.ledger.sqlite import SqliteLedger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.runner import JobRunner
 from aipg_mcp.server.state import AppState
+from tests.conftest import LedgerStore
 
 pytestmark = pytest.mark.anyio
 
@@ -97,7 +99,7 @@ def runner(grid: ScriptedGrid, tmp_path: Path) -> JobRunner:
     state = AppState(
         settings=settings,
         selector=BackendSelector(grid.base_url, None),
-        ledger=Ledger(tmp_path / "jobs.sqlite3"),
+        ledger=SqliteLedger(tmp_path / "jobs.sqlite3"),
         media=MediaStore(tmp_path / "images"),
     )
     return JobRunner(state, grid)  # type: ignore[arg-type]
@@ -119,7 +121,7 @@ async def test_a_finished_job_is_recorded_and_reported(
     delivery = await submit(runner)
     assert delivery.report.state is JobState.DONE
     assert [t.text for t in delivery.report.texts] == ["hello"]
-    record = runner.state.ledger.get(delivery.report.job_id)
+    record = await runner.state.ledger.get(delivery.report.job_id)
     assert record is not None and record.state is JobState.DONE
 
 
@@ -148,7 +150,7 @@ async def test_a_refused_request_is_an_error_and_no_job(
     grid.on_poll = JobRefused(NotFound("Model 'nope' is not available", status=404))
     with pytest.raises(JobRefused):
         await submit(runner)
-    assert runner.state.ledger.recent() == []
+    assert await runner.state.ledger.recent() == []
     with pytest.raises(JobRefused):
         await submit(runner)
     assert grid.submits == 2  # no refusal is returned as a reused result
@@ -170,7 +172,7 @@ async def test_a_wait_cut_short_cancels_the_job_it_submitted(
 ) -> None:
     with anyio.move_on_after(0.3):
         await submit(runner, wait=30)
-    record = runner.state.ledger.get("job-1")
+    record = await runner.state.ledger.get("job-1")
     assert grid.cancels == 1
     assert record is not None and record.state is JobState.CANCELLED
 
@@ -181,7 +183,7 @@ async def test_a_cancel_the_grid_never_answered_leaves_the_job_live(
     grid.on_cancel = ServerError("grid error HTTP 500", status=500)
     with anyio.move_on_after(0.3):
         await submit(runner, wait=30)
-    record = runner.state.ledger.get("job-1")
+    record = await runner.state.ledger.get("job-1")
     assert grid.cancels >= 1
     assert record is not None and not record.state.final
     assert "may still run" in (record.note or "")
@@ -194,3 +196,74 @@ async def test_a_job_that_cannot_be_checked_still_returns_its_id(
     delivery = await submit(runner)
     assert delivery.report.job_id == "job-1"
     assert any("Could not check" in w for w in delivery.report.warnings)
+
+
+# ------------------------------------------------------------------------------ replicas
+
+
+def replica(store: LedgerStore, grid: ScriptedGrid, tmp_path: Path) -> JobRunner:
+    """A runner as one of several server processes sharing ``store`` would have it."""
+    settings = store.settings(output_dir=tmp_path / "images")
+    state = AppState(
+        settings=settings,
+        selector=BackendSelector(grid.base_url, None),
+        ledger=store.open(),
+        media=MediaStore(tmp_path / "images"),
+    )
+    return JobRunner(state, grid)  # type: ignore[arg-type]
+
+
+async def test_identical_requests_at_two_replicas_submit_once(
+    ledger_store: LedgerStore, grid: ScriptedGrid, tmp_path: Path
+) -> None:
+    grid.on_poll = done
+    replicas = [replica(ledger_store, grid, tmp_path) for _ in range(3)]
+    reports: list[Any] = []
+
+    async def call(runner: JobRunner) -> None:
+        reports.append((await submit(runner)).report)
+
+    async with anyio.create_task_group() as tasks:
+        for runner in [*replicas, *replicas]:
+            tasks.start_soon(call, runner)
+    assert grid.submits == 1
+    assert {r.job_id for r in reports} == {"job-1"}
+    assert sorted(r.reused for r in reports) == [False] + [True] * 5
+    # The claim was released: a new identical call finds the job at once, on any replica.
+    assert (await submit(replicas[2])).report.reused
+    assert grid.submits == 1
+
+
+async def test_a_replica_that_died_mid_submit_stops_others_resending_blindly(
+    ledger_store: LedgerStore, grid: ScriptedGrid, tmp_path: Path
+) -> None:
+    """A claim whose holder stopped renewing it, with no job recorded: the request may be
+    queued and billed, so an identical call says so instead of submitting it again."""
+    grid.on_poll = done
+    survivor = replica(ledger_store, grid, tmp_path)
+    key = fingerprint(
+        REQUEST.kind,
+        grid.base_url,
+        {"request": REQUEST.described(), "api": grid.capabilities.api},
+        survivor.state.identity,
+    )
+    dead = ledger_store.open()
+    assert (await dead.claim(key, "dead-replica", window=600, seconds=0.2)).won
+    await anyio.sleep(0.3)
+    with pytest.raises(SubmitOutcomeUnknown) as held:
+        await submit(survivor)
+    assert grid.submits == 0 and "new_job=true" in held.value.describe()
+    await submit(survivor, new_job=True)
+    assert grid.submits == 1
+
+
+async def test_a_lost_submit_holds_every_replica(
+    ledger_store: LedgerStore, grid: ScriptedGrid, tmp_path: Path
+) -> None:
+    first, second = replica(ledger_store, grid, tmp_path), replica(ledger_store, grid, tmp_path)
+    grid.on_submit = SubmitOutcomeUnknown("the answer was lost")
+    with pytest.raises(SubmitOutcomeUnknown):
+        await submit(first)
+    with pytest.raises(SubmitOutcomeUnknown) as held:
+        await submit(second)
+    assert grid.submits == 1 and "new_job=true" in held.value.describe()

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from aipg_mcp.config import Settings
 from aipg_mcp.grid.select import BackendSelector
-from aipg_mcp.server.ledger import Ledger
+from aipg_mcp.server.ledger.sqlite import SqliteLedger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.state import AppState
 
@@ -28,7 +28,7 @@ def state(tmp_path: Path) -> AppState:
     return AppState(
         settings=settings,
         selector=BackendSelector(settings.base_url, "0000000000"),
-        ledger=Ledger(tmp_path / "jobs.sqlite3"),
+        ledger=SqliteLedger(tmp_path / "jobs.sqlite3"),
         media=MediaStore(tmp_path / "images"),
     )
 
