@@ -218,7 +218,9 @@ LEDGER_STORES = ("sqlite", "postgres")
 
 
 @pytest.fixture(params=LEDGER_STORES)
-async def ledger_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerStore]:
+async def ledger_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[LedgerStore]:
     """Each ledger store in turn; PostgreSQL's skips, saying why, where none can start."""
     url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
     store = LedgerStore(str(request.param), tmp_path / "data" / "jobs.sqlite3", url, [])

@@ -523,7 +523,9 @@ def test_interrupt_report_without_a_cancelled_job(tmp_path: Path) -> None:
     ledger = SqliteLedger(settings.ledger_path)
     submission = Submission(job_id="job-1", kind=JobKind.IMAGE)
     anyio.run(
-        partial(ledger.record_submission, submission, api="v2", grid="g", params={}, fingerprint="f")
+        partial(
+            ledger.record_submission, submission, api="v2", grid="g", params={}, fingerprint="f"
+        )
     )
     ledger.close()
     assert "before the grid answered its submit" in after_interrupt(settings, generate, 2e9)

@@ -35,8 +35,8 @@ from aipg_mcp.server.ledger import (
     LedgerError,
     fingerprint,
 )
-from aipg_mcp.server.ledger.records import DEAD_STATES
 from aipg_mcp.server.ledger.postgres import PostgresLedger
+from aipg_mcp.server.ledger.records import DEAD_STATES
 from aipg_mcp.server.ledger.schema import (
     POSTGRES_STEPS,
     POSTGRES_VERSION_TABLE,
@@ -426,7 +426,7 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(LedgerError, match="newer aipg-mcp .* AIPG_DATA_DIR"):
+    with pytest.raises(LedgerError, match=r"newer aipg-mcp .* AIPG_DATA_DIR"):
         await SqliteLedger(path).get("job-1")
 
 
@@ -613,11 +613,9 @@ async def test_a_newer_database_is_refused(postgres_url: str) -> None:
 
     async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
         await conn.execute(POSTGRES_VERSION_TABLE)
-        await conn.execute(
-            "INSERT INTO ledger_schema (version) VALUES (%s)", (SCHEMA_VERSION + 1,)
-        )
+        await conn.execute("INSERT INTO ledger_schema (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
     ledger = PostgresLedger(postgres_url)
-    with pytest.raises(LedgerError, match="newer aipg-mcp .* AIPG_LEDGER_URL"):
+    with pytest.raises(LedgerError, match=r"newer aipg-mcp .* AIPG_LEDGER_URL"):
         await ledger.get("job-1")
     await ledger.aclose()
 

@@ -25,9 +25,7 @@ async def test_of_many_claiming_at_once_one_wins(ledger_store: LedgerStore) -> N
     claims: list[Claim] = []
 
     async def claim(n: int) -> None:
-        claims.append(
-            await handles[n].claim("fp", f"replica-{n}", window=WINDOW, seconds=HOLD)
-        )
+        claims.append(await handles[n].claim("fp", f"replica-{n}", window=WINDOW, seconds=HOLD))
 
     async with anyio.create_task_group() as tasks:
         for n in range(len(handles)):

@@ -141,7 +141,8 @@ def test_server_json_environment_variables() -> None:
         if var.get("format") == "number" and "default" in var:
             float(var["default"])
     assert variables["AIPG_API_KEY"]["isSecret"] is True
-    assert [v for v in variables.values() if v.get("isSecret")] == [variables["AIPG_API_KEY"]]
+    secret = [v["name"] for v in variables.values() if v.get("isSecret")]
+    assert secret == ["AIPG_API_KEY", "AIPG_LEDGER_URL"]  # the key, and the database password
     assert variables["AIPG_API"]["choices"] == list(API_CHOICES)
     assert variables["AIPG_OUTPUT_DIR"]["format"] == "filepath"
     assert variables["AIPG_WAIT_SECONDS"]["format"] == "number"

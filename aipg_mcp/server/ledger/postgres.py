@@ -250,9 +250,9 @@ class PostgresLedger(Ledger):
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
         """A pooled connection inside one transaction, committed when the block ends."""
+        pool = self._pool or await self._open()
         import psycopg
 
-        pool = self._pool or await self._open()
         try:
             async with pool.connection() as conn:
                 yield conn
@@ -263,8 +263,14 @@ class PostgresLedger(Ledger):
 
     async def _open(self) -> AsyncConnectionPool[Any]:
         """Migrate the schema, then open the pool; once, however many calls come first."""
-        import psycopg
-        from psycopg_pool import AsyncConnectionPool
+        try:
+            import psycopg
+            from psycopg_pool import AsyncConnectionPool
+        except ImportError:
+            raise LedgerError(
+                "AIPG_LEDGER_URL names a PostgreSQL ledger, but psycopg is not installed; "
+                "install aipg-mcp[postgres] (pip install 'aipg-mcp[postgres]')"
+            ) from None
 
         async with self._opening:
             if self._pool is not None:
