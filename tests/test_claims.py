@@ -7,6 +7,7 @@ reused), in memory and over Streamable HTTP, on both APIs.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from mcp.types import CallToolResult
 
 from aipg_mcp.config import Settings
 from aipg_mcp.server.app import build_server
-from tests.conftest import Grid
+from tests.conftest import Grid, LedgerStore, running_grid
 from tests.test_transports import TOKEN, authed_client, http_process, server_env
 
 pytestmark = pytest.mark.anyio
@@ -84,3 +85,27 @@ async def test_identical_calls_at_once_submit_once_over_http(grid: Grid, tmp_pat
         )
     assert_one_job(results)
     assert await grid.settled_submits("image") == 1
+
+
+@pytest.mark.slow
+async def test_identical_calls_at_two_server_processes_submit_once(
+    ledger_store: LedgerStore, tmp_path: Path
+) -> None:
+    """Two HTTP servers sharing one ledger (a sqlite file, or a PostgreSQL database), as
+    replicas behind a balancer: identical calls spread over both submit once, and every call
+    gets the one job. Horde v2 only: a ``/v1`` job runs inside the process that submitted it."""
+    async with running_grid("v2") as grid:
+        env = {**os.environ, **server_env(grid, tmp_path), "AIPG_MCP_AUTH_TOKEN": TOKEN}
+        if ledger_store.url is not None:
+            env["AIPG_LEDGER_URL"] = ledger_store.url
+        with (
+            http_process(env, tmp_path / "one.log") as one,
+            http_process(env, tmp_path / "two.log") as two,
+        ):
+            urls = itertools.cycle([one, two])
+            results = await together(
+                lambda: authed_client(next(urls), "auto"),
+                {"prompt": "a red kite over dunes", "seed": "7"},
+            )
+        assert_one_job(results)
+        assert await grid.settled_submits("image") == 1
