@@ -110,6 +110,7 @@ def constraints(schema: dict[str, Any], defs: dict[str, Any], path: str = "") ->
 
 async def test_every_argument_keeps_every_constraint(settings: Settings) -> None:
     server = build_server(settings)
+    server.build_tools()
     generated = {tool.name: tool for tool in await MCPServer.list_tools(server)}
     listed = await server.list_tools()
     assert {tool.name for tool in listed} == set(generated)

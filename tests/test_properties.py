@@ -575,6 +575,7 @@ class Harness:
             self.models = [*fake.v1_text_models, *fake.v1_image_models]
         self.valid_sources, self.bad_sources = _sources(root, api)
         self.job_ids: list[str] = []  # jobs the valid examples started
+        self.cases: dict[str, list[Case]] = {}  # schema_cases, built once per tool
 
     def __repr__(self) -> str:
         return f"<Harness {self.api} at {self.root}>"
@@ -823,6 +824,12 @@ class Case:
 
 def schema_cases(h: Harness, tool: str) -> list[Case]:
     """Invalid inputs derived from the tool's inputSchema: one case per argument and class."""
+    if tool not in h.cases:
+        h.cases[tool] = _schema_cases(h, tool)
+    return h.cases[tool]
+
+
+def _schema_cases(h: Harness, tool: str) -> list[Case]:
     schema = h.schema(tool)
     defs = schema.get("$defs", {})
     cases = []

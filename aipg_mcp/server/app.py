@@ -18,7 +18,7 @@ from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
 from aipg_mcp.server.state import AppState
 from aipg_mcp.server.surface import GridServer
-from aipg_mcp.server.tools import register_tools
+from aipg_mcp.server.tool_list_cache import ToolListCache
 
 INSTRUCTIONS = """\
 Generates text and images on AI Power Grid or any AI Horde-compatible grid, and video, audio and
@@ -42,7 +42,7 @@ def default_selector(settings: Settings) -> BackendSelector:
 
 def build_server(
     settings: Settings, selector_factory: SelectorFactory = default_selector
-) -> MCPServer[AppState]:
+) -> GridServer:
     """An MCP server for these settings. Nothing touches the network or disk until it runs."""
     holder = StateHolder()
 
@@ -75,7 +75,7 @@ def build_server(
             await state.sessions.aclose()
             await state.ledger.aclose()
 
-    mcp: MCPServer[AppState] = GridServer(
+    mcp = GridServer(
         "aipg-mcp",
         title="AI Power Grid",
         version=__version__,
@@ -83,11 +83,19 @@ def build_server(
         website_url=PROJECT_URL,
         lifespan=lifespan,
         log_level=_level(settings.log_level),
+        tools=_register_tools,
+        tool_cache=ToolListCache(settings.data_dir),
     )
-    register_tools(mcp)
     register_resources(mcp, holder)
     register_prompts(mcp)
     return mcp
+
+
+def _register_tools(mcp: MCPServer[AppState]) -> None:
+    # Imported here: a start that only lists tools answers from the cache without them.
+    from aipg_mcp.server.tools import register_tools
+
+    register_tools(mcp)
 
 
 def _level(name: str) -> LogLevel:

@@ -1,6 +1,8 @@
 """What clients list and read of the server: lean definitions, dedented text, argument errors.
 
-:class:`GridServer` is the SDK's ``MCPServer`` with three changes a model notices:
+:class:`GridServer` is the SDK's ``MCPServer`` with three changes a model notices, and one it
+does not (tools are built when first needed; until then ``tools/list`` is answered from the
+last start's definitions, :mod:`aipg_mcp.server.tool_list_cache`):
 
 - ``tools/list`` carries lean schemas (:func:`~aipg_mcp.server.schemas.lean_schema`): every
   input constraint, none of the padding; output schemas without descriptions or defaults;
@@ -15,6 +17,7 @@ Validation itself is the SDK's, against the same models as before: only what is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from inspect import cleandoc
 from typing import Any
 
@@ -33,6 +36,7 @@ from pydantic import ValidationError
 from aipg_mcp.server.invalid_arguments import describe_invalid
 from aipg_mcp.server.schemas import lean_schema
 from aipg_mcp.server.state import AppState
+from aipg_mcp.server.tool_list_cache import ToolListCache
 
 
 def dedented(text: str | None) -> str | None:
@@ -40,15 +44,48 @@ def dedented(text: str | None) -> str | None:
 
 
 class GridServer(MCPServer[AppState]):
-    """The MCP server of aipg-mcp (see the module's description)."""
+    """The MCP server of aipg-mcp (see the module's description).
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    ``tools`` registers the tools on the server; it runs once, on the first call of a tool or
+    the first listing the cache cannot answer.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        tools: Callable[[MCPServer[AppState]], None],
+        tool_cache: ToolListCache | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        # Tools are registered once, when the server is built: their lean form is kept.
+        self._register_tools: Callable[[MCPServer[AppState]], None] | None = tools
+        self._tool_cache = tool_cache
+        self._cached_tools: list[Tool] | None = None
+        # Tools are registered once: their lean form is kept.
         self._lean_tools: dict[str, Tool] = {}
 
+    def build_tools(self) -> None:
+        """Register the tools now, if they are not yet."""
+        register, self._register_tools = self._register_tools, None
+        if register is not None:
+            register(self)
+
     async def list_tools(self) -> list[Tool]:
-        return [self._lean(tool) for tool in await super().list_tools()]
+        if self._register_tools is not None and self._tool_cache is not None:
+            if self._cached_tools is None:
+                self._cached_tools = self._tool_cache.load()
+            if self._cached_tools is not None:
+                return list(self._cached_tools)
+        first = self._register_tools is not None
+        self.build_tools()
+        tools = [self._lean(tool) for tool in await super().list_tools()]
+        if first and self._tool_cache is not None:
+            self._tool_cache.save(tools)
+        return tools
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        self.build_tools()
+        return super()._tool_input_schema(name)
 
     def _lean(self, tool: Tool) -> Tool:
         lean = self._lean_tools.get(tool.name)
@@ -67,6 +104,7 @@ class GridServer(MCPServer[AppState]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        self.build_tools()
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError:
