@@ -312,7 +312,7 @@ SETTINGS: tuple[Setting, ...] = (
             env="AIPG_API", flag="--api", parse=_api, choices=API_CHOICES),
     Setting("output_dir", "where generated images are saved", env="AIPG_OUTPUT_DIR",
             flag="--output-dir", parse=_path),
-    Setting("data_dir", "where the job ledger lives", env="AIPG_DATA_DIR", flag="--data-dir",
+    Setting("data_dir", "where the job ledger and the cached tool list live", env="AIPG_DATA_DIR", flag="--data-dir",
             parse=_path),
     Setting("ledger_url", "PostgreSQL URL (postgresql://user:password@host/db) of a job ledger "
             "that several server processes share", env="AIPG_LEDGER_URL", flag="--ledger-url",
