@@ -562,6 +562,9 @@ def test_the_settings_pick_the_store(tmp_path: Path) -> None:
     shared = open_ledger(Settings(data_dir=tmp_path, ledger_url=SecretStr(url)))
     assert isinstance(shared, PostgresLedger)
     assert shared.where == "postgresql://aipg:***@db.example:5432/aipg"
+    in_query = "postgresql://db.example/aipg?user=aipg&password=qu3ry-pw&sslmode=require"
+    shown = PostgresLedger(in_query).where
+    assert "qu3ry-pw" not in shown and "password=***" in shown
 
 
 # ------------------------------------------------------------------------------ PostgreSQL

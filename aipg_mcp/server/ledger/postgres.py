@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 
@@ -84,16 +84,27 @@ RETURNING name, holder, expires_at
 
 
 def shown_url(url: str) -> str:
-    """The database URL as messages may show it: the password replaced by ``***``."""
+    """The database URL as messages may show it: every password replaced by ``***``."""
     try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rpartition("@")[2]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        urlsplit(url)
     except ValueError:
         return "the configured PostgreSQL database"
+    shown = url
+    for password in passwords(url):
+        shown = shown.replace(password, "***")
+    return shown
+
+
+def passwords(url: str) -> list[str]:
+    """The passwords a PostgreSQL URL holds: after the user name, or as ``?password=``."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+    except ValueError:
+        return [url]  # not a URL at all: show none of it
+    found += [value for name, value in parse_qsl(parts.query) if name == "password" and value]
+    # Longest first, so a password that contains another is replaced whole.
+    return sorted(found, key=len, reverse=True)
 
 
 class PostgresLedger(Ledger):
@@ -320,10 +331,11 @@ class PostgresLedger(Ledger):
             )
 
     def _redacted(self, exc: BaseException) -> str:
-        """The error's text without the URL's password, should a driver message repeat it."""
+        """The error's text without the URL's passwords, should a driver message repeat one."""
         text = str(exc).strip() or type(exc).__name__
-        password = urlsplit(self.url).password
-        return text.replace(password, "***") if password else text
+        for password in passwords(self.url):
+            text = text.replace(password, "***")
+        return text
 
 
 async def _select_one(
