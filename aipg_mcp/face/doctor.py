@@ -7,7 +7,6 @@ order and prints one line per check. Neither the API key nor the bearer token is
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlsplit
 
 import anyio
 
@@ -379,8 +377,9 @@ def run_doctor(load: Callable[[], Settings], out: TextIO | None = None) -> int:
             s.get_secret_value() for s in (settings.api_key, settings.auth_token) if s is not None
         )
         if settings.ledger_url is not None:
-            with contextlib.suppress(ValueError):
-                secrets.append(urlsplit(settings.ledger_url.get_secret_value()).password or "")
+            from aipg_mcp.server.ledger.postgres import passwords
+
+            secrets.extend(passwords(settings.ledger_url.get_secret_value()))
         for result in anyio.run(grid_checks, settings):
             results.append(result)
             show(result)
