@@ -1,0 +1,189 @@
+"""Three replicas behind HAProxy with ``deploy/haproxy.cfg``, sharing a PostgreSQL ledger.
+
+- Sessions of the 2025 protocol era stay on the replica that opened them: every request of a
+  session (the tool call and its progress stream included) is answered, while the same clients
+  through a plain round-robin balancer (the file without its stick lines) lose their sessions.
+- 2026-era requests carry no session and may land anywhere.
+- A job started through one replica is answered by the others: its record is in the shared
+  ledger, and the grid saw one submit.
+
+The balancer is Debian's ``haproxy`` (``.ci/run`` installs it); without it, or without
+PostgreSQL, the tests skip and say what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from tests.conftest import Grid, running_grid
+from tests.test_transports import TOKEN, authed_client, free_port, http_process, server_env
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "haproxy.cfg"
+REPLICAS = 3
+SESSIONS = 9
+
+
+@pytest.fixture(scope="module")
+def haproxy() -> str:
+    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+    if found is None:
+        pytest.skip(
+            "haproxy is not installed (on Debian: apt-get install haproxy, as .ci/run does)"
+        )
+    return found
+
+
+@contextmanager
+def balancer(haproxy: str, replicas: list[str], config: Path, log: Path) -> Iterator[str]:
+    """HAProxy with ``config`` in front of ``replicas``; its URL once it answers /health."""
+    port = free_port()
+    env = {**os.environ, "AIPG_BALANCER_BIND": f"127.0.0.1:{port}"}
+    for number, url in enumerate(replicas, start=1):
+        env[f"AIPG_REPLICA_{number}"] = url.removeprefix("http://")
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [haproxy, "-db", "-f", str(config)], env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(200):
+                try:
+                    if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, log.read_text()
+                time.sleep(0.05)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@contextmanager
+def replicas(env: dict[str, str], folder: Path) -> Iterator[list[str]]:
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(http_process(env, folder / f"replica{number}.log"))
+            for number in range(1, REPLICAS + 1)
+        ]
+
+
+def replica_env(grid: Grid, folder: Path, ledger_url: str) -> dict[str, str]:
+    """One grid, one ledger, one output folder (a shared volume, as compose mounts it)."""
+    return {
+        **os.environ,
+        **server_env(grid, folder),
+        "AIPG_MCP_AUTH_TOKEN": TOKEN,
+        "AIPG_LEDGER_URL": ledger_url,
+        "AIPG_LOG_LEVEL": "INFO",
+    }
+
+
+async def session_work(url: str, number: int) -> dict[str, Any]:
+    """What one 2025-era session does: list, generate with progress, look the job up again."""
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async with authed_client(url, "legacy") as client:
+        assert (await client.list_tools()).tools
+        result = await client.call_tool(
+            "generate_text",
+            {"prompt": f"session {number} says hello [fake:seconds=1]"},
+            progress_callback=on_progress,
+        )
+        assert not result.is_error, result
+        job = result.structured_content or {}
+        status = await client.call_tool("get_status", {"job_id": job["job_id"]})
+        assert not status.is_error, status
+        return {"report": status.structured_content, "progress": seen}
+
+
+async def every_session(url: str) -> tuple[list[dict[str, Any]], list[BaseException]]:
+    done: list[dict[str, Any]] = []
+    failed: list[BaseException] = []
+
+    async def one(number: int) -> None:
+        try:
+            done.append(await session_work(url, number))
+        except Exception as exc:  # a lost session surfaces as any of several errors
+            failed.append(exc)
+
+    async with anyio.create_task_group() as tasks:
+        for number in range(SESSIONS):
+            tasks.start_soon(one, number)
+    return done, failed
+
+
+async def test_sessions_stay_on_the_replica_that_opened_them(
+    haproxy: str, postgres_url: str, tmp_path: Path
+) -> None:
+    async with running_grid("v2") as grid:
+        grid.fake.rate_limits = False
+        with replicas(replica_env(grid, tmp_path, postgres_url), tmp_path) as urls:
+            with balancer(haproxy, urls, CONFIG, tmp_path / "haproxy.log") as url:
+                done, failed = await every_session(url)
+            assert not failed, failed
+            assert len(done) == SESSIONS
+            assert all(s["report"]["state"] == "done" and s["progress"] for s in done), done
+
+            # The same sessions through a balancer that does not stick: requests of a session
+            # reach replicas that never saw it (this is what the stick table is for).
+            plain = tmp_path / "round-robin.cfg"
+            plain.write_text(
+                "".join(
+                    line
+                    for line in CONFIG.read_text().splitlines(keepends=True)
+                    if not line.strip().startswith("stick")
+                )
+            )
+            with balancer(haproxy, urls, plain, tmp_path / "plain.log") as url:
+                _, failed = await every_session(url)
+            assert failed, "round robin kept every session: the replicas were not all reached"
+            assert all("Session not found" in repr(exc) for exc in failed), failed
+
+
+async def test_any_replica_answers_for_a_job_another_started(
+    haproxy: str, postgres_url: str, tmp_path: Path
+) -> None:
+    async with running_grid("v2") as grid:
+        grid.fake.rate_limits = False
+        with (
+            replicas(replica_env(grid, tmp_path, postgres_url), tmp_path) as urls,
+            balancer(haproxy, urls, CONFIG, tmp_path / "haproxy.log") as url,
+        ):
+            async with authed_client(url, "legacy") as client:
+                started = await client.call_tool(
+                    "generate_image",
+                    {"prompt": "a lighthouse at dusk [fake:seconds=2]", "wait_seconds": 0},
+                )
+            job_id = (started.structured_content or {})["job_id"]
+
+            # Sessionless requests, round robin: each replica in turn is asked directly too.
+            reports = []
+            for target in [url, url, url, *urls]:
+                async with authed_client(target, "auto") as client:
+                    status = await client.call_tool(
+                        "get_status", {"job_id": job_id, "wait_seconds": 20}
+                    )
+                    assert not status.is_error, status
+                    reports.append(status.structured_content or {})
+        assert {r["state"] for r in reports} == {"done"}, reports
+        assert all(len(r["images"]) == 1 for r in reports), reports
+        assert {r["images"][0]["id"] for r in reports} == {reports[0]["images"][0]["id"]}
+        assert await grid.settled_submits("image") == 1
