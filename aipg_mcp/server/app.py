@@ -13,6 +13,7 @@ from aipg_mcp import PROJECT_URL, __version__
 from aipg_mcp.config import Settings
 from aipg_mcp.grid.jobs import JobResult
 from aipg_mcp.grid.select import BackendSelector
+from aipg_mcp.server.job_view import hide_view_unless_declared, view_extension
 from aipg_mcp.server.ledger import Ledger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
@@ -83,6 +84,8 @@ def build_server(
         website_url=PROJECT_URL,
         lifespan=lifespan,
         log_level=_level(settings.log_level),
+        extensions=[view_extension()],
+        middleware=[hide_view_unless_declared],
     )
     register_tools(mcp)
     register_resources(mcp, holder)
