@@ -184,6 +184,7 @@ function render() {
   const report = view.report;
   $("job").setAttribute("aria-busy", String(!report));
   if (!report) return;
+  $("job").dataset.job = report.job_id;
   const noun = NOUNS[report.kind] || report.kind;
   $("title").textContent = `${noun} job`;
   $("status").textContent = describeState(report);
