@@ -204,7 +204,7 @@ function describeState(report) {
     if (report.eta_seconds) parts.push(`about ${report.eta_seconds} s left`);
     if (report.finished) parts.push(`${report.finished} finished`);
   }
-  if (report.kudos != null) parts.push(`${report.kudos} kudos`);
+  if (report.kudos) parts.push(`${report.kudos} kudos`);
   const warnings = (report.warnings || []).join(" ");
   return parts.join(" · ") + (warnings ? ` — ${warnings}` : "");
 }
@@ -348,7 +348,8 @@ function renderActions(report) {
   };
   for (const [id, visible] of Object.entries(show)) {
     $(id).hidden = !visible;
-    $(id).disabled = view.busy;
+    // aria-disabled, not disabled: a disabled button would drop the keyboard focus.
+    $(id).setAttribute("aria-disabled", String(view.busy));
   }
   const which = (report.images || []).length > 1 && item ? ` (image ${(report.images || []).indexOf(item) + 1})` : "";
   $("upscale").textContent = `Upscale ×2${which}`;
@@ -359,6 +360,7 @@ function renderActions(report) {
 }
 
 async function act(name, args) {
+  if (view.busy) return;
   view.busy = true;
   render();
   try {
@@ -403,6 +405,7 @@ function closeReprompt() {
 }
 
 function reprompt() {
+  if (view.busy) return;
   const text = $("new-prompt").value.trim();
   if (!text) return;
   const item = chosen();
