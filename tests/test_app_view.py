@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -63,7 +62,11 @@ async def test_only_clients_that_declare_mcp_apps_see_the_view(
         view = (await apps.read_resource(VIEW_URI)).contents[0]
 
     # Without the extension: no view, no trace of it, and no tool meant for the view alone.
-    assert all(set(tool.meta or {}) == {"anthropic/maxResultSizeChars"} for tool in plain_tools if tool.meta)
+    assert all(
+        set(tool.meta or {}) == {"anthropic/maxResultSizeChars"}
+        for tool in plain_tools
+        if tool.meta
+    )
     assert "rerun_job" not in {tool.name for tool in plain_tools}
     assert VIEW_URI not in {str(resource.uri) for resource in plain_resources}
     # The same tools otherwise, in the same order and shape.
@@ -83,6 +86,61 @@ async def test_only_clients_that_declare_mcp_apps_see_the_view(
     assert VIEW_URI in {str(resource.uri) for resource in app_resources}
     assert view.mime_type == APP_MIME_TYPE
     assert getattr(view, "text", "") == view_html()
+
+
+async def test_rerun_job_submits_the_recorded_request_anew(grid: Grid, settings: Settings) -> None:
+    async with Client(build_server(settings), extensions=[APPS]) as client:
+        args = {"prompt": "a blue fox", "n": 2, "width": 320, "height": 256, "wait_seconds": 20}
+        first = (await client.call_tool("generate_image", args)).structured_content or {}
+        image = first["images"][1]
+
+        again = await client.call_tool("rerun_job", {"job_id": first["job_id"], "wait_seconds": 20})
+        vary = again.structured_content or {}
+        assert vary["job_id"] != first["job_id"] and vary["state"] == "done"
+        assert [(i["width"], i["height"]) for i in vary["images"]] == [(320, 256)] * 2
+        assert {i["seed"] for i in vary["images"]}.isdisjoint({i["seed"] for i in first["images"]})
+        assert not any(c.type == "image" for c in again.content)  # the view reads the files
+
+        reprompt = await client.call_tool(
+            "rerun_job",
+            {
+                "job_id": first["job_id"],
+                "image_id": image["id"],
+                "prompt": "a red fox",
+                "wait_seconds": 20,
+            },
+        )
+        same_seed = (reprompt.structured_content or {})["images"]
+        assert [(i["seed"], i["model"]) for i in same_seed] == [(image["seed"], image["model"])]
+        record = json.loads(
+            (await client.read_resource(f"aipg://jobs/{reprompt.structured_content['job_id']}"))  # type: ignore[index]
+            .contents[0]
+            .text  # type: ignore[union-attr]
+        )
+        assert record["params"]["prompt"] == "a red fox" and record["params"]["n"] == 1
+
+        upscaled = await client.call_tool(
+            "rerun_job",
+            {
+                "job_id": first["job_id"],
+                "image_id": image["id"],
+                "upscale": True,
+                "wait_seconds": 0,
+            },
+        )
+        record = json.loads(
+            (await client.read_resource(f"aipg://jobs/{upscaled.structured_content['job_id']}"))  # type: ignore[index]
+            .contents[0]
+            .text  # type: ignore[union-attr]
+        )
+        assert record["params"]["post_processing"] == ["RealESRGAN_x2plus"]
+        assert grid.submits("image") == 4
+
+        refused = await client.call_tool("rerun_job", {"job_id": "no-such-job"})
+        assert refused.is_error and "job_id" in refused.content[0].text  # type: ignore[union-attr]
+        wrong = await client.call_tool("rerun_job", {"job_id": first["job_id"], "image_id": "nope"})
+        assert wrong.is_error and "image_id" in wrong.content[0].text  # type: ignore[union-attr]
+        assert grid.submits("image") == 4
 
 
 def test_the_view_loads_nothing_from_elsewhere() -> None:
@@ -121,8 +179,14 @@ def browser_missing() -> str | None:
 def host_script() -> str:
     """The test host (tests/app_host/host.js) bundled with the ext-apps AppBridge."""
     done = subprocess.run(
-        [str(ESBUILD), str(ROOT / "tests" / "app_host" / "host.js"), "--bundle", "--format=iife",
-         "--platform=browser", "--minify"],
+        [
+            str(ESBUILD),
+            str(ROOT / "tests" / "app_host" / "host.js"),
+            "--bundle",
+            "--format=iife",
+            "--platform=browser",
+            "--minify",
+        ],
         env={**os.environ, "NODE_PATH": str(JS_MODULES)},
         capture_output=True,
         text=True,
@@ -166,7 +230,9 @@ class Host:
         return frame
 
     def tool_calls(self, name: str) -> int:
-        return sum(1 for method, params in self.calls if method == "tools/call" and params["name"] == name)
+        return sum(
+            1 for method, params in self.calls if method == "tools/call" and params["name"] == name
+        )
 
 
 @asynccontextmanager
@@ -282,7 +348,8 @@ async def test_the_view_in_a_browser(tmp_path: Path) -> None:
         # A job still queued: its queue position, then its result.
         grid.fake.workers_online = False
         queued = await client.call_tool(
-            "generate_image", {"prompt": "a red kite", "width": 256, "height": 256, "wait_seconds": 0}
+            "generate_image",
+            {"prompt": "a red kite", "width": 256, "height": 256, "wait_seconds": 0},
         )
         assert (queued.structured_content or {})["state"] == "queued"
         async with browser_page() as page:
@@ -295,6 +362,8 @@ async def test_the_view_in_a_browser(tmp_path: Path) -> None:
             await shot(page, "queued")
             grid.fake.workers_online = True
             await view.wait_for_function(IMAGES_READY % 1)
-            assert (await view.evaluate("document.getElementById('status').textContent")).startswith("done")
+            assert (
+                await view.evaluate("document.getElementById('status').textContent")
+            ).startswith("done")
             assert host.tool_calls("get_status") >= 1
             await shot(page, "queued-done")

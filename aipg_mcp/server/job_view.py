@@ -66,12 +66,15 @@ async def hide_view_unless_declared(
     if ctx.method == "resources/list":
         listed = [item for item in result.get("resources", []) if item.get("uri") != VIEW_URI]
         return {**result, "resources": listed}
-    return {**result, "tools": [_plain(tool) for tool in result.get("tools", []) if _for_model(tool)]}
+    return {
+        **result,
+        "tools": [_plain(tool) for tool in result.get("tools", []) if _for_model(tool)],
+    }
 
 
 def _for_model(tool: dict[str, Any]) -> bool:
     ui = (tool.get("_meta") or {}).get("ui") or {}
-    return ui.get("visibility", ["model"]) != ["app"]
+    return bool(ui.get("visibility", ["model"]) != ["app"])
 
 
 def _plain(tool: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from aipg_mcp.server.tools.jobs import cancel_job, get_status, rerun_job
 from aipg_mcp.server.tools.lookups import estimate_cost, get_account, list_models, list_styles
 from aipg_mcp.server.tools.media import generate_3d, generate_audio, generate_video
 
-
 # The job tools' results show in the job view where the host renders MCP Apps.
 VIEWED = {**RESULT_META, **view_meta()}
 
@@ -33,5 +32,7 @@ def register_tools(mcp: MCPServer[AppState]) -> None:
     mcp.tool(title="List styles", annotations=LOOKUP)(list_styles)
     mcp.tool(title="Account", annotations=LOOKUP)(get_account)
     mcp.tool(
-        title="Run job again", annotations=GENERATE, meta={**RESULT_META, **view_meta(app_only=True)}
+        title="Run job again",
+        annotations=GENERATE,
+        meta={**RESULT_META, **view_meta(app_only=True)},
     )(rerun_job)

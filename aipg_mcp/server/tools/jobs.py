@@ -11,10 +11,10 @@ from pydantic import Field
 from aipg_mcp.config import MAX_WAIT_SECONDS
 from aipg_mcp.grid.jobs import JobKind
 from aipg_mcp.grid.requests import (
+    UPSCALERS,
     AudioRequest,
     GridRequest,
     ImageRequest,
-    UPSCALERS,
     TextRequest,
     VideoRequest,
 )
