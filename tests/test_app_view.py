@@ -4,6 +4,8 @@ Playwright, hosting the view in a sandboxed iframe with the ext-apps AppBridge).
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import shutil
@@ -344,6 +346,18 @@ async def test_the_view_in_a_browser(tmp_path: Path) -> None:
             assert host.tool_calls("rerun_job") == 1
             assert grid.submits("image") == 2  # exactly one new job
             await shot(page, "variations")
+
+            # Download goes to the host as a link to the chosen image's resource.
+            await view.click("#download")
+            await page.wait_for_function("events.some(e => e.method === 'ui/download-file')")
+            asked = next(
+                e for e in await page.evaluate("events") if e["method"] == "ui/download-file"
+            )
+            link = asked["params"]["contents"][0]
+            assert link["type"] == "resource_link" and link["mimeType"] == "image/webp"
+            blob = (await client.read_resource(link["uri"])).contents[0]
+            data = base64.b64decode(blob.blob)  # type: ignore[union-attr]
+            assert Image.open(io.BytesIO(data)).size == (512, 384)
 
         # A job still queued: its queue position, then its result.
         grid.fake.workers_online = False
