@@ -114,7 +114,7 @@ async def rerun_job(
         ),
     ] = None,
     prompt: Annotated[Text | None, Field(min_length=1, description="A new prompt.")] = None,
-    seed: Seed = None,
+    seed: Annotated[Seed, Field(description="The seed to use; default: a new one.")] = None,
     upscale: Annotated[
         bool, Field(description=f"With image_id on Horde grids: add the {UPSCALER} upscaler.")
     ] = False,
