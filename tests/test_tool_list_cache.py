@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -125,18 +126,36 @@ def test_a_stdio_start_answers_from_the_cache_it_wrote(tmp_path: Path) -> None:
         "AIPG_OUTPUT_DIR": str(tmp_path / "out"),
         "AIPG_LOG_LEVEL": "WARNING",
     }
-    answers = []
-    for _ in range(2):
-        done = subprocess.run(
-            [sys.executable, "-m", "aipg_mcp"],
-            input="".join(json.dumps(line) + "\n" for line in lines),
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
-        listing = [json.loads(line) for line in done.stdout.splitlines() if '"id":2' in line]
-        assert listing, done.stderr[-2000:]
-        answers.append(listing[0]["result"])
-        assert (tmp_path / "data" / FILE_NAME).is_file()
+    answers = [listed_over_stdio(lines, env) for _ in range(2)]
+    assert (tmp_path / "data" / FILE_NAME).is_file()
     assert answers[0] == answers[1] and len(answers[0]["tools"]) >= 12
+
+
+def listed_over_stdio(lines: list[dict[str, Any]], env: dict[str, str]) -> dict[str, Any]:
+    """The ``tools/list`` result of a fresh ``python -m aipg_mcp``; stdin stays open until it
+    answers, as a host's would."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aipg_mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    deadline = threading.Timer(60, process.kill)  # a server that never answers ends the wait
+    deadline.start()
+    try:
+        process.stdin.write("".join(json.dumps(line) + "\n" for line in lines))
+        process.stdin.flush()
+        for line in process.stdout:
+            answer = json.loads(line)
+            if answer.get("id") == 2:
+                return dict(answer["result"])
+        raise AssertionError(f"no tools/list answer: {process.stderr.read()[-2000:]}")
+    finally:
+        deadline.cancel()
+        process.stdin.close()
+        process.wait(timeout=30)
+        process.stdout.close()
+        process.stderr.close()

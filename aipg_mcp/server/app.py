@@ -13,6 +13,7 @@ from aipg_mcp import PROJECT_URL, __version__
 from aipg_mcp.config import Settings
 from aipg_mcp.grid.jobs import JobResult
 from aipg_mcp.grid.select import BackendSelector
+from aipg_mcp.server.job_view import hide_view_unless_declared, view_extension
 from aipg_mcp.server.ledger import open_ledger
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
@@ -85,6 +86,8 @@ def build_server(
         log_level=_level(settings.log_level),
         tools=_register_tools,
         tool_cache=ToolListCache(settings.data_dir),
+        extensions=[view_extension()],
+        middleware=[hide_view_unless_declared],
     )
     register_resources(mcp, holder)
     register_prompts(mcp)
