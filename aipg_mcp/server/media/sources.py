@@ -24,7 +24,7 @@ from aipg_mcp.server.media.images import (
     open_image,
     upright,
 )
-from aipg_mcp.server.media.store import READ_FLAGS
+from aipg_mcp.server.media.folder import READ_FLAGS
 
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 _SOURCE_QUALITY = 90
