@@ -226,14 +226,17 @@ def _media_url(name: str, text: str) -> str:
             "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and, for a store other than AWS, "
             "AWS_ENDPOINT_URL"
         )
-    if not _BUCKET.fullmatch(bucket) or any(c in prefix for c in "?#\\"):
+    if not _BUCKET.fullmatch(bucket):
         raise SettingsError(
             f"{name} must be s3://bucket/prefix with a bucket name of 3 to 63 lowercase "
-            f"letters, digits, '.' or '-' and a plain prefix; got {text!r}"
+            "letters, digits, '.' or '-'"
         )
     parts = [part for part in prefix.split("/") if part]
-    if any(part in (".", "..") for part in parts):
-        raise SettingsError(f"{name}: the prefix may not contain '.' or '..' parts; got {text!r}")
+    if any(c in prefix for c in "?#\\") or any(part in (".", "..") for part in parts):
+        raise SettingsError(
+            f"{name}: the prefix after the bucket must be a plain path: no '?', '#', '\\', "
+            "'.' or '..' parts"
+        )
     return "/".join([f"s3://{bucket}", *parts])
 
 

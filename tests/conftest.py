@@ -28,8 +28,8 @@ from aipg_mcp.grid.transport import RetryPolicy
 from aipg_mcp.server.ledger import Clock, Ledger
 from aipg_mcp.server.ledger.postgres import PostgresLedger
 from aipg_mcp.server.ledger.sqlite import SqliteLedger
-from aipg_mcp.testing import FakeGrid, serve_fake_grid
 from aipg_mcp.server.media import MediaStore, open_media_store
+from aipg_mcp.testing import FakeGrid, serve_fake_grid
 from tests import s3
 from tests.postgres import Unavailable, new_database, throwaway_cluster
 

@@ -73,7 +73,7 @@ def throwaway_s3(*, enforce_auth: bool = False) -> Iterator[str]:
 def client(endpoint: str) -> Any:
     """A boto3 S3 client of the store: the tests look into the bucket with another library
     than the server's."""
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     return boto3.client(
         "s3",

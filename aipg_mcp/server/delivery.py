@@ -124,7 +124,9 @@ class Deliverer:
                 try:
                     stored = await media.read(record.job_id, output.id, extension)
                 except (ValueError, OSError) as exc:
-                    log.warning("could not read back %s of job %s: %s", output.id, record.job_id, exc)
+                    log.warning(
+                        "could not read back %s of job %s: %s", output.id, record.job_id, exc
+                    )
                     stored = None
                 if stored is not None:
                     data[output.id] = stored

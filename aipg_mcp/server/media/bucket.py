@@ -69,7 +69,9 @@ class BucketStore:
         import obstore
 
         checked_name(job_id, file_id, extension)
-        key = f"{job_id}/{file_id}.{extension}" if extension else await self._any_key(job_id, file_id)
+        key = (
+            f"{job_id}/{file_id}.{extension}" if extension else await self._any_key(job_id, file_id)
+        )
         if key is None:
             return None
         try:
