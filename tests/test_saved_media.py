@@ -8,6 +8,8 @@ import base64
 import io
 import json
 import socket
+import sys
+import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from aipg_mcp.server.media import MediaStoreError, open_media_store
 from aipg_mcp.server.media.bucket import BucketStore
 from aipg_mcp.server.media.folder import FolderStore
 from tests import s3
-from tests.conftest import API_KEY, Grid, MediaPlace
+from tests.conftest import API_KEY, Grid, MediaPlace, running_grid
 from tests.results import report, text_of
 
 pytestmark = pytest.mark.anyio
@@ -127,6 +129,25 @@ async def test_a_jobs_files_are_saved_by_one_call(
     assert len(media_place.saved()) == 2
 
 
+async def test_a_song_is_saved_and_served_from_either_store(
+    media_place: MediaPlace, tmp_path: Path
+) -> None:
+    async with running_grid("v1", media=True) as grid:
+        settings = server_settings(media_place, grid, tmp_path)
+        async with Client(build_server(settings)) as client:
+            result = await client.call_tool("generate_audio", {"prompt": "lofi", "seconds": 10})
+            body = report(result)
+            (item,) = body["media"]
+            data = media_place.saved()[f"{body['job_id']}/{item['id']}.wav"]
+            with wave.open(io.BytesIO(data)) as song:
+                assert song.getnframes() / song.getframerate() == pytest.approx(10)
+            contents = (await client.read_resource(item["resource_uri"])).contents[0]
+            assert base64.b64decode(contents.blob) == data  # type: ignore[union-attr]
+            assert item["bytes"] == len(data) and item["path"] in text_of(result)
+            if media_place.url is not None:
+                assert item["path"] == f"{media_place.url}/{body['job_id']}/{item['id']}.wav"
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -220,3 +241,14 @@ def test_bad_media_urls_are_refused_naming_the_setting(text: str, why: str) -> N
         Settings.from_env({"AIPG_MEDIA_URL": text})
     assert str(caught.value).startswith("AIPG_MEDIA_URL") and why in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+async def test_without_obstore_the_error_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "obstore", None)
+    monkeypatch.setitem(sys.modules, "obstore.store", None)
+    store = open_media_store(Settings(media_url="s3://my-bucket/saved"))
+    for call in (store.save("job", "img", b"data"), store.read("job", "img", "webp")):
+        with pytest.raises(MediaStoreError, match=r"AIPG_MEDIA_URL .*pip install 'aipg-mcp\[s3\]'"):
+            await call

@@ -54,28 +54,30 @@ class BucketStore:
 
     async def save(self, job_id: str, file_id: str, data: bytes, *, extension: str = "webp") -> str:
         """Put one object and return its ``s3://`` URL."""
-        import obstore
-
         checked_name(job_id, file_id, extension)
         key = f"{job_id}/{file_id}.{extension}"
         check_size(len(data), key)
+        bucket = self._bucket()
+        import obstore
+
         try:
-            await obstore.put_async(self._bucket(), key, data, use_multipart=False)
+            await obstore.put_async(bucket, key, data, use_multipart=False)
         except Exception as exc:
             raise self._failure("save", key, exc) from None
         return f"{self.url}/{key}"
 
     async def read(self, job_id: str, file_id: str, extension: str | None = None) -> bytes | None:
-        import obstore
-
         checked_name(job_id, file_id, extension)
         key = (
             f"{job_id}/{file_id}.{extension}" if extension else await self._any_key(job_id, file_id)
         )
         if key is None:
             return None
+        bucket = self._bucket()
+        import obstore
+
         try:
-            got = await obstore.get_async(self._bucket(), key)
+            got = await obstore.get_async(bucket, key)
             check_size(got.meta["size"], key)
             return bytes(await got.bytes_async())
         except MediaError:
@@ -89,11 +91,12 @@ class BucketStore:
 
     async def _any_key(self, job_id: str, file_id: str) -> str | None:
         """The first saved object of ``file_id``, whatever its extension."""
+        bucket = self._bucket()
         import obstore
 
         prefix = f"{file_id}."
         try:
-            listed = await obstore.list(self._bucket(), prefix=job_id).collect_async()
+            listed = await obstore.list(bucket, prefix=job_id).collect_async()
         except Exception as exc:
             raise self._failure("list", f"{job_id}/", exc) from None
         names = sorted(item["path"].rpartition("/")[2] for item in listed)
