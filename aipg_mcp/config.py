@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -62,6 +63,8 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: _user_dir("data"))
     ledger_url: SecretStr | None = None
     """A PostgreSQL URL for the job ledger; None keeps it in a sqlite file in ``data_dir``."""
+    media_url: str | None = None
+    """An ``s3://bucket/prefix`` URL for saved files; None keeps them in ``output_dir``."""
     wait_seconds: float = DEFAULT_WAIT_SECONDS
     transport: Transport = "stdio"
     host: str = "127.0.0.1"
@@ -204,6 +207,39 @@ def _ledger_url(name: str, text: str) -> SecretStr:
     return SecretStr(text)
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _media_url(name: str, text: str) -> str:
+    """``s3://bucket/prefix``: no credentials in it (they come from the AWS_* variables)."""
+    scheme, sep, rest = text.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if not sep or scheme.lower() != "s3":
+        shown = f"a URL starting {scheme}://" if sep else "something that is not a URL"
+        raise SettingsError(
+            f"{name} must be an S3 URL such as s3://my-bucket/aipg (AWS, R2, MinIO), or unset "
+            f"to save files in AIPG_OUTPUT_DIR; got {shown}"
+        )
+    if "@" in bucket or ":" in bucket:
+        raise SettingsError(
+            f"{name} must not hold credentials or a port: give s3://bucket/prefix and set "
+            "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and, for a store other than AWS, "
+            "AWS_ENDPOINT_URL"
+        )
+    if not _BUCKET.fullmatch(bucket):
+        raise SettingsError(
+            f"{name} must be s3://bucket/prefix with a bucket name of 3 to 63 lowercase "
+            "letters, digits, '.' or '-'"
+        )
+    parts = [part for part in prefix.split("/") if part]
+    if any(c in prefix for c in "?#\\") or any(part in (".", "..") for part in parts):
+        raise SettingsError(
+            f"{name}: the prefix after the bucket must be a plain path: no '?', '#', '\\', "
+            "'.' or '..' parts"
+        )
+    return "/".join([f"s3://{bucket}", *parts])
+
+
 def _upper(name: str, text: str) -> str:
     return text.upper()
 
@@ -317,6 +353,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ledger_url", "PostgreSQL URL (postgresql://user:password@host/db) of a job ledger "
             "that several server processes share", env="AIPG_LEDGER_URL", flag="--ledger-url",
             parse=_ledger_url, default="unset: jobs.sqlite3 in the data folder"),
+    Setting("media_url", "S3 URL (s3://bucket/prefix; AWS, R2, MinIO) where generated files are "
+            "saved instead of the output folder, shared by several server processes; "
+            "credentials and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+            "AWS_ENDPOINT_URL, AWS_REGION", env="AIPG_MEDIA_URL", flag="--media-url",
+            parse=_media_url, default="unset: the output folder"),
     Setting("input_dirs", "folders whose files may be sent as source images, separated by "
             f"{os.pathsep!r}; the output folder always may", env="AIPG_INPUT_DIRS", parse=_paths,
             default="unset: the home folder over stdio, none over HTTP"),

@@ -28,7 +28,9 @@ from aipg_mcp.grid.transport import RetryPolicy
 from aipg_mcp.server.ledger import Clock, Ledger
 from aipg_mcp.server.ledger.postgres import PostgresLedger
 from aipg_mcp.server.ledger.sqlite import SqliteLedger
+from aipg_mcp.server.media import MediaStore, open_media_store
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
+from tests import s3
 from tests.postgres import Unavailable, new_database, throwaway_cluster
 
 API_KEY = "test-key-0123456789"
@@ -227,3 +229,76 @@ async def ledger_store(
     yield store
     for ledger in store.opened:
         await ledger.aclose()
+
+
+# ------------------------------------------------------------------------------ media stores
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A throwaway S3 store (moto's server) for this test session; skips, saying what is
+    missing, where none can start."""
+    if importlib.util.find_spec("obstore") is None:
+        pytest.skip("obstore is not installed (pip install -e '.[test]'), so S3 media tests skip")
+    try:
+        with s3.throwaway_s3() as endpoint:
+            yield endpoint
+    except s3.Unavailable as exc:
+        pytest.skip(str(exc))
+
+
+@dataclass
+class MediaPlace:
+    """Where a test's saved files go: the output folder, or a new bucket of the S3 store with
+    the AWS variables pointing at it."""
+
+    name: str
+    output_dir: Path
+    url: str | None = None
+    endpoint: str | None = None
+
+    def open(self) -> MediaStore:
+        return open_media_store(self.settings())
+
+    def settings(self, **fields: Any) -> Settings:
+        """Server settings that save files here."""
+        fields.setdefault("output_dir", self.output_dir)
+        return Settings(media_url=self.url, **fields)
+
+    def saved(self) -> dict[str, bytes]:
+        """Every saved file, by its name ``<job_id>/<id>.<ext>``, read without the server."""
+        if self.url is None:
+            if not self.output_dir.is_dir():
+                return {}
+            return {
+                path.relative_to(self.output_dir).as_posix(): path.read_bytes()
+                for path in self.output_dir.rglob("*")
+                if path.is_file()
+            }
+        assert self.endpoint is not None
+        bucket, _, prefix = self.url.removeprefix("s3://").partition("/")
+        client = s3.client(self.endpoint)
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/").get("Contents", [])
+        return {
+            item["Key"].removeprefix(f"{prefix}/"): client.get_object(
+                Bucket=bucket, Key=item["Key"]
+            )["Body"].read()
+            for item in listed
+        }
+
+
+MEDIA_STORES = ("folder", "s3")
+
+
+@pytest.fixture(params=MEDIA_STORES)
+def media_place(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> MediaPlace:
+    """Each media store in turn; S3's skips, saying why, where none can start."""
+    if request.param == "folder":
+        return MediaPlace("folder", tmp_path / "images")
+    endpoint = request.getfixturevalue("s3_server")
+    for name, value in s3.environment(endpoint).items():
+        monkeypatch.setenv(name, value)
+    bucket = s3.new_bucket(endpoint)
+    return MediaPlace("s3", tmp_path / "images", f"s3://{bucket}/saved", endpoint)

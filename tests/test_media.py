@@ -15,11 +15,13 @@ from PIL import Image, ImageChops
 
 from aipg_mcp.server.media import (
     MediaError,
-    MediaStore,
     image_size,
     load_source_image,
     make_previews,
 )
+from aipg_mcp.server.media import store as media_store
+from aipg_mcp.server.media.folder import FolderStore
+from tests.conftest import MediaPlace
 
 ROOT = Path(__file__).resolve().parents[1]
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX symlinks and FIFOs")
@@ -227,77 +229,101 @@ def test_importing_media_does_not_load_pillow() -> None:
 # --- saved files ------------------------------------------------------------------------------
 
 
-def test_save_find_read_round_trip(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    store = MediaStore(out)
-    assert not out.exists()
-    assert store.find("job-1", "img-1") is None
-    assert store.read("job-1", "img-1") is None
-    assert not out.exists()
+@pytest.mark.anyio
+async def test_save_and_read_round_trip(media_place: MediaPlace) -> None:
+    store = media_place.open()
+    assert await store.read("job-1", "img-1") is None
+    assert await store.read("job-1", "img-1", "webp") is None
+    assert not media_place.output_dir.exists()
 
-    path = store.save("job-1", "img-1", b"first")
-    assert path == out.resolve() / "job-1" / "img-1.webp"
-    assert path.read_bytes() == b"first"
-    assert store.find("job-1", "img-1") == path
-    assert store.read("job-1", "img-1") == b"first"
+    where = await store.save("job-1", "img-1", b"first")
+    if media_place.url is None:
+        assert where == str(media_place.output_dir.resolve() / "job-1" / "img-1.webp")
+    else:
+        assert where == f"{media_place.url}/job-1/img-1.webp"
+        assert not media_place.output_dir.exists()
+    assert media_place.saved() == {"job-1/img-1.webp": b"first"}
+    assert await store.read("job-1", "img-1") == b"first"
 
-    assert store.save("job-1", "img-1", b"second") == path
-    assert store.read("job-1", "img-1") == b"second"
-    png = store.save("job-1", "img_2", b"png", extension="png")
-    assert png.name == "img_2.png"
-    assert store.find("job-1", "img_2") == png
-    assert store.find("job-1", "img") is None
-    assert sorted(p.name for p in path.parent.iterdir()) == ["img-1.webp", "img_2.png"]
+    assert await store.save("job-1", "img-1", b"second") == where
+    assert await store.read("job-1", "img-1", "webp") == b"second"
+    png = await store.save("job-1", "img_2", b"png", extension="png")
+    assert png.endswith("/job-1/img_2.png")
+    assert await store.read("job-1", "img_2") == b"png"
+    assert await store.read("job-1", "img_2", "webp") is None
+    assert await store.read("job-1", "img") is None
+    assert await store.read("job-2", "img-1") is None
+    assert media_place.saved() == {"job-1/img-1.webp": b"second", "job-1/img_2.png": b"png"}
 
 
 @pytest.mark.parametrize(
     "bad", ["../x", "a/b", "", "..", ".", ".hidden", "a\\b", "a\n", "x" * 129, "é"]
 )
-def test_bad_ids_are_refused(tmp_path: Path, bad: str) -> None:
-    store = MediaStore(tmp_path / "out")
+@pytest.mark.anyio
+async def test_bad_ids_are_refused(media_place: MediaPlace, bad: str) -> None:
+    store = media_place.open()
     with pytest.raises(MediaError, match="job_id"):
-        store.save(bad, "img", b"data")
+        await store.save(bad, "img", b"data")
     with pytest.raises(MediaError, match="image_id"):
-        store.save("job", bad, b"data")
+        await store.save("job", bad, b"data")
     with pytest.raises(MediaError):
-        store.find(bad, "img")
+        await store.read(bad, "img")
     with pytest.raises(MediaError):
-        store.read("job", bad)
-    assert not any(tmp_path.rglob("*data*"))
+        await store.read("job", bad)
+    assert media_place.saved() == {}
 
 
 @pytest.mark.parametrize("bad", ["", "../webp", "WEBP", "we.bp", "toolongext"])
-def test_bad_extensions_are_refused(tmp_path: Path, bad: str) -> None:
+@pytest.mark.anyio
+async def test_bad_extensions_are_refused(media_place: MediaPlace, bad: str) -> None:
     with pytest.raises(MediaError, match="extension"):
-        MediaStore(tmp_path / "out").save("job", "img", b"data", extension=bad)
+        await media_place.open().save("job", "img", b"data", extension=bad)
+    assert media_place.saved() == {}
+
+
+@pytest.mark.anyio
+async def test_files_over_the_size_cap_are_neither_saved_nor_read(
+    media_place: MediaPlace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = media_place.open()
+    await store.save("job", "big", b"x" * 11)
+    monkeypatch.setattr(media_store, "MAX_SAVED_BYTES", 10)
+    with pytest.raises(MediaError, match="10-byte cap"):
+        await store.save("job", "bigger", b"x" * 11)
+    with pytest.raises(MediaError, match="10-byte cap"):
+        await store.read("job", "big")
+    assert await store.save("job", "small", b"x" * 10)
+    assert media_place.saved() == {"job/big.webp": b"x" * 11, "job/small.webp": b"x" * 10}
 
 
 @posix_only
-def test_a_symlinked_job_folder_leading_outside_is_refused(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_a_symlinked_job_folder_leading_outside_is_refused(tmp_path: Path) -> None:
     out, outside = tmp_path / "out", tmp_path / "outside"
     out.mkdir()
     outside.mkdir()
     (outside / "img.webp").write_bytes(b"secret")
     (out / "job").symlink_to(outside, target_is_directory=True)
-    store = MediaStore(out)
+    store = FolderStore(out)
     with pytest.raises(MediaError, match="outside the output folder"):
-        store.save("job", "img", b"evil")
+        await store.save("job", "img", b"evil")
     with pytest.raises(MediaError, match="outside the output folder"):
-        store.read("job", "img")
+        await store.read("job", "img")
     assert (outside / "img.webp").read_bytes() == b"secret"
     assert [p.name for p in outside.iterdir()] == ["img.webp"]
 
 
 @posix_only
-def test_a_symlink_at_the_target_is_never_followed(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_a_symlink_at_the_target_is_never_followed(tmp_path: Path) -> None:
     out, victim = tmp_path / "out", tmp_path / "victim.txt"
     victim.write_bytes(b"precious")
     (out / "job").mkdir(parents=True)
     (out / "job" / "img.webp").symlink_to(victim)
-    store = MediaStore(out)
+    store = FolderStore(out)
     assert store.find("job", "img") is None
-    assert store.read("job", "img") is None
-    path = store.save("job", "img", b"image")
+    assert await store.read("job", "img") is None
+    path = Path(await store.save("job", "img", b"image"))
     assert not path.is_symlink() and path.read_bytes() == b"image"
     assert victim.read_bytes() == b"precious"
 

@@ -27,7 +27,7 @@ from aipg_mcp.grid.requests import GridRequest, TextRequest
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.ledger import fingerprint
 from aipg_mcp.server.ledger.sqlite import SqliteLedger
-from aipg_mcp.server.media import MediaStore
+from aipg_mcp.server.media.folder import FolderStore
 from aipg_mcp.server.runner import JobRunner
 from aipg_mcp.server.state import AppState
 from tests.conftest import LedgerStore
@@ -100,7 +100,7 @@ def runner(grid: ScriptedGrid, tmp_path: Path) -> JobRunner:
         settings=settings,
         selector=BackendSelector(grid.base_url, None),
         ledger=SqliteLedger(tmp_path / "jobs.sqlite3"),
-        media=MediaStore(tmp_path / "images"),
+        media=FolderStore(tmp_path / "images"),
     )
     return JobRunner(state, grid)  # type: ignore[arg-type]
 
@@ -208,7 +208,7 @@ def replica(store: LedgerStore, grid: ScriptedGrid, tmp_path: Path) -> JobRunner
         settings=settings,
         selector=BackendSelector(grid.base_url, None),
         ledger=store.open(),
-        media=MediaStore(tmp_path / "images"),
+        media=FolderStore(tmp_path / "images"),
     )
     return JobRunner(state, grid)  # type: ignore[arg-type]
 

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from aipg_mcp.config import Settings
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.ledger.sqlite import SqliteLedger
-from aipg_mcp.server.media import MediaStore
+from aipg_mcp.server.media.folder import FolderStore
 from aipg_mcp.server.state import AppState
 
 pytestmark = pytest.mark.anyio
@@ -29,7 +29,7 @@ def state(tmp_path: Path) -> AppState:
         settings=settings,
         selector=BackendSelector(settings.base_url, "0000000000"),
         ledger=SqliteLedger(tmp_path / "jobs.sqlite3"),
-        media=MediaStore(tmp_path / "images"),
+        media=FolderStore(tmp_path / "images"),
     )
 
 

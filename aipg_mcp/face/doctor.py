@@ -277,6 +277,20 @@ def check_output_dir(path: Path) -> CheckResult:
     return _ok(name, f"{path} is writable.")
 
 
+async def check_bucket(settings: Settings) -> CheckResult:
+    """The bucket of ``AIPG_MEDIA_URL`` answers a read with the AWS_* credentials (whether
+    they may write shows at the first save)."""
+    from aipg_mcp.server.media import MediaStoreError, open_media_store
+
+    name = "saved files"
+    store = open_media_store(settings)
+    try:
+        await store.read("aipg-mcp-doctor", "probe", "webp")
+    except MediaStoreError as exc:
+        return _fail(name, _sentence(str(exc)))
+    return _ok(name, f"{store.where} answers; files are saved there, not in the output folder.")
+
+
 async def check_ledger(settings: Settings) -> CheckResult:
     """The job ledger opens (a sqlite file is created if missing, a database's schema brought
     up to date) and can be read; how many jobs it holds."""
@@ -341,7 +355,12 @@ async def grid_checks(settings: Settings) -> list[CheckResult]:
 
 
 def local_checks(settings: Settings) -> list[CheckResult]:
-    return [check_output_dir(settings.output_dir), anyio.run(check_ledger, settings)]
+    files = (
+        anyio.run(check_bucket, settings)
+        if settings.media_url
+        else check_output_dir(settings.output_dir)
+    )
+    return [files, anyio.run(check_ledger, settings)]
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -380,6 +399,9 @@ def run_doctor(load: Callable[[], Settings], out: TextIO | None = None) -> int:
             from aipg_mcp.server.ledger.postgres import passwords
 
             secrets.extend(passwords(settings.ledger_url.get_secret_value()))
+        secrets.extend(
+            os.environ.get(v, "") for v in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+        )
         for result in anyio.run(grid_checks, settings):
             results.append(result)
             show(result)

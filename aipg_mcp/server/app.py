@@ -15,7 +15,7 @@ from aipg_mcp.grid.jobs import JobResult
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.job_view import hide_view_unless_declared, view_extension
 from aipg_mcp.server.ledger import open_ledger
-from aipg_mcp.server.media import MediaStore
+from aipg_mcp.server.media import open_media_store
 from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
 from aipg_mcp.server.state import AppState
 from aipg_mcp.server.surface import GridServer
@@ -53,7 +53,7 @@ def build_server(
             settings=settings,
             selector=selector_factory(settings),
             ledger=open_ledger(settings),
-            media=MediaStore(settings.output_dir),
+            media=open_media_store(settings),
         )
         holder.state = state
 

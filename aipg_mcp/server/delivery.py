@@ -103,14 +103,12 @@ class Deliverer:
                 return
             extension = output.extension if isinstance(output, MediaOutput) else "webp"
             try:
-                path = await anyio.to_thread.run_sync(
-                    lambda: media.save(record.job_id, output.id, raw, extension=extension)
-                )
+                path = await media.save(record.job_id, output.id, raw, extension=extension)
             except (ValueError, OSError) as exc:
                 errors[output.id] = f"the {noun} could not be saved: {exc}"
                 return
             data[output.id] = raw
-            saved[output.id] = str(path)
+            saved[output.id] = path
 
         saved: dict[str, str] = {}
         if missing:
@@ -123,9 +121,13 @@ class Deliverer:
         for output in _outputs(result):
             if output.id not in data and output.id in record.files:
                 extension = output.extension if isinstance(output, MediaOutput) else None
-                stored = await anyio.to_thread.run_sync(
-                    media.read, record.job_id, output.id, extension
-                )
+                try:
+                    stored = await media.read(record.job_id, output.id, extension)
+                except (ValueError, OSError) as exc:
+                    log.warning(
+                        "could not read back %s of job %s: %s", output.id, record.job_id, exc
+                    )
+                    stored = None
                 if stored is not None:
                     data[output.id] = stored
                     if isinstance(output, MediaOutput) and output.kind is JobKind.AUDIO:

@@ -45,7 +45,9 @@ class ImageItem(BaseModel):
     faulted: bool = Field(False, description="The image could not be fetched or saved.")
     width: int | None = None
     height: int | None = None
-    path: str | None = Field(None, description="Where the full-size original is saved.")
+    path: str | None = Field(
+        None, description="Where the full-size original is saved: a file path or an s3:// URL."
+    )
     resource_uri: str | None = Field(None, description="MCP resource serving the saved original.")
     preview: bool = Field(False, description="An inline preview of it is in this result.")
     error: str | None = None
@@ -60,7 +62,7 @@ class MediaItem(BaseModel):
     model: str | None = None
     worker: str | None = Field(None, description="Name of the worker that made it.")
     mime_type: str
-    path: str | None = Field(None, description="Where the file is saved.")
+    path: str | None = Field(None, description="Where it is saved: a file path or an s3:// URL.")
     resource_uri: str | None = Field(None, description="MCP resource serving the saved file.")
     bytes: int | None = Field(None, description="Size of the saved file.")
     seconds: float | None = Field(None, description="Video or audio: its length.")

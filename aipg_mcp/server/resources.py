@@ -127,7 +127,7 @@ def register_resources(mcp: MCPServer[AppState], holder: StateHolder) -> None:
 
     @mcp.resource("aipg://images/{job_id}/{image_id}", title="Saved image", mime_type="image/webp")
     async def image(job_id: str, image_id: str) -> bytes:
-        """A generated image as saved in the output folder (full size)."""
+        """A generated image as saved by this server (full size)."""
         state = holder.get()
         data = await state.saved_image(job_id, image_id)
         if data is None:
@@ -151,9 +151,9 @@ def _register_media(mcp: MCPServer[AppState], holder: StateHolder) -> None:
         return read
 
     for kind, title, doc in (
-        (JobKind.VIDEO, "Saved video", "A generated video (MP4) as saved in the output folder."),
-        (JobKind.AUDIO, "Saved audio", "Generated audio (WAV) as saved in the output folder."),
-        (JobKind.MESH, "Saved 3D mesh", "A generated 3D mesh (GLB) as saved in the output folder."),
+        (JobKind.VIDEO, "Saved video", "A generated video (MP4) as saved by this server."),
+        (JobKind.AUDIO, "Saved audio", "Generated audio (WAV) as saved by this server."),
+        (JobKind.MESH, "Saved 3D mesh", "A generated 3D mesh (GLB) as saved by this server."),
     ):
         read = serve(kind)
         read.__doc__ = doc

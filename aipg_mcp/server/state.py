@@ -115,7 +115,7 @@ class AppState:
         if await self.ledger.get(job_id, owner=self.identity) is None:
             return None
         try:
-            return await anyio.to_thread.run_sync(self.media.read, job_id, file_id, extension)
+            return await self.media.read(job_id, file_id, extension)
         except ValueError:
             return None
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
+from aipg_mcp.server.media.folder import READ_FLAGS
 from aipg_mcp.server.media.images import (
     MediaError,
     lanczos,
@@ -24,7 +25,6 @@ from aipg_mcp.server.media.images import (
     open_image,
     upright,
 )
-from aipg_mcp.server.media.store import READ_FLAGS
 
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 _SOURCE_QUALITY = 90

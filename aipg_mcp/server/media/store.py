@@ -1,29 +1,29 @@
-"""Saved results: files under the output folder named only from ids, and the URIs that name them.
+"""Saved results: the :class:`MediaStore` interface, its names made only from ids, and the URIs
+that serve them.
 
-Generated images, videos, songs and meshes are saved by :class:`MediaStore` as
-``<output_dir>/<job_id>/<id>.<ext>`` and served as MCP resources at :func:`image_uri` and
-:func:`media_uri`.
+Generated images, videos, songs and meshes are saved as ``<job_id>/<id>.<ext>``: in the output
+folder (:class:`~aipg_mcp.server.media.folder.FolderStore`, the default) or in an S3-compatible
+bucket that several server processes share
+(:class:`~aipg_mcp.server.media.bucket.BucketStore`, when ``AIPG_MEDIA_URL`` names one).
+:func:`open_media_store` picks the one the settings name. Both serve the same MCP resources,
+:func:`image_uri` and :func:`media_uri`.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-import tempfile
-from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from aipg_mcp.grid.jobs import GRID_ID, JobKind
+from aipg_mcp.grid.options import MAX_MEDIA_BYTES
 from aipg_mcp.server.media.images import MediaError
 
-_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
+if TYPE_CHECKING:
+    from aipg_mcp.config import Settings
 
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_BINARY = getattr(os, "O_BINARY", 0)
-# Files are read without following a symlink at the end of their path, and in binary mode
-# on Windows.
-READ_FLAGS = os.O_RDONLY | _O_NOFOLLOW | _O_BINARY
-
+EXTENSION = re.compile(r"[a-z0-9]{1,8}")
+MAX_SAVED_BYTES = MAX_MEDIA_BYTES
+"""The largest file a store saves or reads back: the largest result the grid client accepts."""
 
 IMAGE_URI_PREFIX = "aipg://images/"
 
@@ -47,92 +47,57 @@ def media_uri(kind: JobKind, job_id: str, media_id: str) -> str:
     return f"aipg://{kind.value}/{job_id}/{media_id}"
 
 
-class MediaStore:
-    """Generated images saved as ``<output_dir>/<job_id>/<image_id>.<extension>``.
+class MediaStoreError(OSError):
+    """The store cannot be reached or refused a call; the message names the setting to fix and
+    never holds a credential."""
 
-    Names come only from ids, and nothing is ever written or read outside ``output_dir``: a path
-    that resolves elsewhere (through a symlinked job folder, say) is refused. The folder is
-    created on the first save.
+
+class MediaStore(Protocol):
+    """Where a job's files are saved, as ``<job_id>/<file_id>.<extension>``.
+
+    Names come only from ids (:func:`checked_name` refuses anything else with a
+    :class:`MediaError`). A save writes the whole file or nothing, replacing a file of the same
+    name; a read of a file that is not there is None. A store that cannot be reached raises
+    :class:`MediaStoreError`.
     """
 
-    def __init__(self, output_dir: Path) -> None:
-        self.output_dir = output_dir
+    @property
+    def where(self) -> str:
+        """The folder or the ``s3://`` URL the files go to, as a user would name it."""
+        ...
 
-    def save(self, job_id: str, image_id: str, data: bytes, *, extension: str = "webp") -> Path:
-        """Write one image atomically and return where it went.
+    async def save(self, job_id: str, file_id: str, data: bytes, *, extension: str = "webp") -> str:
+        """Save one file and return where it went: its path, or its ``s3://`` URL."""
+        ...
 
-        An existing file of the same name is replaced; a symlink there is replaced too, never
-        written through.
-        """
-        _check_id("job_id", job_id)
-        _check_id("image_id", image_id)
-        if not _EXTENSION.fullmatch(extension):
-            raise MediaError(
-                f"extension must be 1 to 8 lowercase letters or digits, such as 'webp'; "
-                f"got {extension!r}"
-            )
-        root = self._created_root()
-        job_dir = root.joinpath(job_id)
-        job_dir.mkdir(exist_ok=True)
-        folder = self._inside(root, job_dir.resolve(strict=True), job_id)
-        target = folder / f"{image_id}.{extension}"
-        _write_atomically(folder, target, data)
-        return target
-
-    def find(self, job_id: str, image_id: str, extension: str | None = None) -> Path | None:
-        """The saved file of an image (or other result), of ``extension`` or any, or None."""
-        _check_id("job_id", job_id)
-        _check_id("image_id", image_id)
-        root = self._existing_root()
-        if root is None:
-            return None
-        job_dir = root.joinpath(job_id)
-        if not job_dir.is_dir():
-            return None
-        folder = self._inside(root, job_dir.resolve(strict=True), job_id)
-        prefix = f"{image_id}."
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError:
-            return None
-        for name in names:
-            suffix = name[len(prefix) :] if name.startswith(prefix) else ""
-            wanted = suffix == extension if extension else _EXTENSION.fullmatch(suffix)
-            if wanted and _is_regular_file(folder / name):
-                return folder / name
-        return None
-
-    def read(self, job_id: str, image_id: str, extension: str | None = None) -> bytes | None:
-        """The bytes of a saved image (or other result, of ``extension``), or None."""
-        path = self.find(job_id, image_id, extension)
-        if path is None:
-            return None
-        try:
-            fd = os.open(path, READ_FLAGS)
-        except OSError:
-            return None
-        with os.fdopen(fd, "rb") as file:
-            return file.read()
-
-    def _created_root(self) -> Path:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        return self.output_dir.resolve(strict=True)
-
-    def _existing_root(self) -> Path | None:
-        if not self.output_dir.is_dir():
-            return None
-        return self.output_dir.resolve(strict=True)
-
-    def _inside(self, root: Path, folder: Path, job_id: str) -> Path:
-        if not folder.is_relative_to(root):
-            raise MediaError(
-                f"job_id {job_id!r}: its folder resolves to {folder}, outside the output folder "
-                f"{root}; remove that link or set AIPG_OUTPUT_DIR to another folder"
-            )
-        return folder
+    async def read(self, job_id: str, file_id: str, extension: str | None = None) -> bytes | None:
+        """The bytes of a saved file of ``extension`` (or of any, for None), or None."""
+        ...
 
 
-def _check_id(argument: str, value: str) -> None:
+def open_media_store(settings: Settings) -> MediaStore:
+    """The store the settings name; nothing is opened or created until its first call."""
+    if settings.media_url:
+        from aipg_mcp.server.media.bucket import BucketStore
+
+        return BucketStore(settings.media_url)
+    from aipg_mcp.server.media.folder import FolderStore
+
+    return FolderStore(settings.output_dir)
+
+
+def checked_name(job_id: str, file_id: str, extension: str | None) -> None:
+    """Refuse ids and extensions that could name anything but one file of one job."""
+    check_id("job_id", job_id)
+    check_id("image_id", file_id)
+    if extension is not None and not EXTENSION.fullmatch(extension):
+        raise MediaError(
+            f"extension must be 1 to 8 lowercase letters or digits, such as 'webp'; "
+            f"got {extension!r}"
+        )
+
+
+def check_id(argument: str, value: str) -> None:
     if not GRID_ID.fullmatch(value):
         raise MediaError(
             f"{argument} must be 1 to 128 letters, digits, '-' or '_', starting with a letter or "
@@ -140,22 +105,9 @@ def _check_id(argument: str, value: str) -> None:
         )
 
 
-def _is_regular_file(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(path.lstat().st_mode)
-    except OSError:
-        return False
-
-
-def _write_atomically(folder: Path, target: Path, data: bytes) -> None:
-    """Write to a fresh temporary file in ``folder``, then rename it over ``target``."""
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{target.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def check_size(data_size: int, name: str) -> None:
+    """Refuse a file larger than :data:`MAX_SAVED_BYTES`."""
+    if data_size > MAX_SAVED_BYTES:
+        raise MediaError(
+            f"{name} is {data_size} bytes, more than the {MAX_SAVED_BYTES}-byte cap of a saved file"
+        )
