@@ -27,8 +27,10 @@ from aipg_mcp.server.media import Preview, check_image, make_previews
 from aipg_mcp.server.media.files import MediaFacts, VideoExtraMissing, check_media, video_frames
 from aipg_mcp.server.media.previews import INLINE_BASE64_BUDGET
 from aipg_mcp.server.replicas import (
+    RESULTS_LEASE_SECONDS,
     RESULTS_POLL_SECONDS,
     RESULTS_WAIT_SECONDS,
+    held_elsewhere_now,
     leased,
     results_lease,
 )
@@ -191,20 +193,25 @@ class Deliverer:
         Returns the record as it now stands and the outputs another process is still saving.
         """
         ledger, replica = self.state.ledger, self.state.replica
+        name = results_lease(record.job_id)
         give_up = time.monotonic() + RESULTS_WAIT_SECONDS
         while True:
-            async with leased(ledger, results_lease(record.job_id), replica) as lease:
+            async with leased(ledger, name, replica, RESULTS_LEASE_SECONDS) as lease:
                 if lease.owner == replica:
                     # Saved by another process before it gave the lease back?
                     record = await ledger.get(record.job_id) or record
                     missing = [o for o in _outputs(result) if o.id not in record.files]
                     return (await download(record, missing) if missing else record), []
-            if time.monotonic() >= give_up:
-                return record, [o for o in _outputs(result) if o.id not in record.files]
-            await anyio.sleep(RESULTS_POLL_SECONDS)
-            record = await ledger.get(record.job_id) or record
-            if all(o.id in record.files for o in _outputs(result)):
-                return record, []
+            # Another process is saving them: wait for its files, or for its lease to lapse
+            # (it died) and take over.
+            while held_elsewhere_now(await ledger.lease(name), replica):
+                missing = [o for o in _outputs(result) if o.id not in record.files]
+                if time.monotonic() >= give_up:
+                    return record, missing
+                await anyio.sleep(RESULTS_POLL_SECONDS)
+                record = await ledger.get(record.job_id) or record
+                if all(o.id in record.files for o in _outputs(result)):
+                    return record, []
 
     async def _inline_media(
         self, result: JobResult, data: dict[str, bytes], facts: dict[str, MediaFacts]

@@ -28,12 +28,15 @@ from aipg_mcp.server.ledger import Lease, Ledger, renewed
 
 log = logging.getLogger("aipg_mcp.server")
 
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = 15.0
 """How long a lease holds unless renewed (a third of this apart while its holder works): how
 long after a replica died its ``/v1`` jobs still read as running elsewhere."""
-RESULTS_WAIT_SECONDS = 5.0
-"""How long a process that finds another saving a job's files waits for them before it
-reports the job done with its files pending."""
+RESULTS_LEASE_SECONDS = 6.0
+"""The lease on saving a job's files: short, so a process that died mid-download hands the
+job's files over to the next process that asks within :data:`RESULTS_WAIT_SECONDS`."""
+RESULTS_WAIT_SECONDS = 8.0
+"""How long a process that finds another saving a job's files waits for them (or for that
+lease to lapse) before it reports the job done with its files pending."""
 RESULTS_POLL_SECONDS = 0.2
 RATE_LIMIT_REFRESH_SECONDS = 1.0
 """How stale this process's view of the shared rate-limit holds may be: a grid call reads the
@@ -51,18 +54,18 @@ def results_lease(job_id: str) -> str:
 
 
 @asynccontextmanager
-async def leased(ledger: Ledger, name: str, owner: str) -> AsyncIterator[Lease]:
+async def leased(
+    ledger: Ledger, name: str, owner: str, seconds: float = LEASE_SECONDS
+) -> AsyncIterator[Lease]:
     """Take the lease ``name`` for ``owner`` if it is free, and hold it (renewed) while the block
     runs, giving it back at the end. Yields the lease as it stands: ``owner``'s, or the live
     lease of another holder (then nothing is held and the block decides what to do)."""
-    lease = await ledger.acquire_lease(name, owner, LEASE_SECONDS)
+    lease = await ledger.acquire_lease(name, owner, seconds)
     if lease.owner != owner:
         yield lease
         return
     try:
-        async with renewed(
-            lambda: ledger.renew_lease(name, owner, LEASE_SECONDS), LEASE_SECONDS / 3
-        ):
+        async with renewed(lambda: ledger.renew_lease(name, owner, seconds), seconds / 3):
             yield lease
     finally:
         with anyio.CancelScope(shield=True):
@@ -72,12 +75,14 @@ async def leased(ledger: Ledger, name: str, owner: str) -> AsyncIterator[Lease]:
                 log.warning("could not give back the lease %s: %s", name, exc)
 
 
-async def held_elsewhere(ledger: Ledger, name: str, owner: str) -> Lease | None:
-    """The live lease ``name`` if a holder other than ``owner`` has it, else None."""
-    lease = await ledger.lease(name)
-    if lease is None or lease.owner == owner or lease.expires_at <= time.time():
-        return None
-    return lease
+async def held_elsewhere(ledger: Ledger, name: str, owner: str) -> bool:
+    """Whether a holder other than ``owner`` holds the lease ``name`` now."""
+    return held_elsewhere_now(await ledger.lease(name), owner)
+
+
+def held_elsewhere_now(lease: Lease | None, owner: str) -> bool:
+    """Whether ``lease`` (as read from the ledger) is live and not ``owner``'s."""
+    return lease is not None and lease.owner != owner and lease.expires_at > time.time()
 
 
 class LedgerRateLimits:

@@ -271,7 +271,7 @@ class JobRunner:
         """Whether another process sharing the ledger runs this job (``/v1``: its blocking
         request), so this process's not knowing it means nothing was lost."""
         lease = v1_lease(record.job_id)
-        return await held_elsewhere(self.state.ledger, lease, self.state.replica) is not None
+        return await held_elsewhere(self.state.ledger, lease, self.state.replica)
 
     async def _follow_elsewhere(
         self,
