@@ -130,16 +130,15 @@ class LedgerRateLimits:
         return cached
 
 
-def ledger_sharing(ledger: Ledger, replica: str) -> Sharing:
+def ledger_sharing(
+    ledger: Ledger, replica: str, *, lease_seconds: float = LEASE_SECONDS
+) -> Sharing:
     """The hooks a server hands its grid backends: rate limits held in the ledger, and the
-    lease on each ``/v1`` job the backend runs."""
-    return Sharing(
-        rate_limits=LedgerRateLimits(ledger),
-        running=lambda job_id: _running(ledger, job_id, replica),
-    )
+    lease (of ``lease_seconds``, renewed) on each ``/v1`` job the backend runs."""
 
+    @asynccontextmanager
+    async def running(job_id: str) -> AsyncIterator[None]:
+        async with leased(ledger, v1_lease(job_id), replica, lease_seconds):
+            yield
 
-@asynccontextmanager
-async def _running(ledger: Ledger, job_id: str, replica: str) -> AsyncIterator[None]:
-    async with leased(ledger, v1_lease(job_id), replica):
-        yield
+    return Sharing(rate_limits=LedgerRateLimits(ledger), running=running)
