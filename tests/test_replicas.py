@@ -8,6 +8,7 @@ replicas behind a load balancer share the database, the object store and the gri
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pydantic import SecretStr
 from aipg_mcp.grid.aipg.backend import AipgV1Backend
 from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.horde.backend import HordeV2Backend
-from aipg_mcp.grid.jobs import JobKind, JobResult, JobState
+from aipg_mcp.grid.jobs import JobResult, JobState
 from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.requests import ImageRequest
 from aipg_mcp.grid.select import BackendSelector
@@ -31,7 +32,7 @@ from aipg_mcp.grid.transport import RetryPolicy
 from aipg_mcp.server.delivery import Delivery
 from aipg_mcp.server.ledger import Ledger
 from aipg_mcp.server.media import MediaStore
-from aipg_mcp.server.replicas import ledger_sharing
+from aipg_mcp.server.replicas import LedgerRateLimits, ledger_sharing
 from aipg_mcp.server.runner import JobRunner
 from aipg_mcp.server.state import AppState
 from tests.conftest import API_KEY, LedgerStore, running_grid
@@ -237,3 +238,31 @@ async def test_a_429_one_replica_sees_holds_the_others(
         later = [r.json["prompt"] for r in grid.fake.received if r.route == "image_async"]
         assert later[:3] == ["one", "two", "three"]
         assert sorted(later[3:]) == ["four", "three"]
+
+
+async def test_shared_rate_limits_are_read_at_most_once_a_second(
+    ledger_store: LedgerStore,
+) -> None:
+    """Polls ask the hold before every grid call; the ledger is read once per refresh, and a
+    hold this process writes is seen at once."""
+    ledger = ledger_store.open()
+    reads = 0
+    read = ledger.rate_limited_until
+
+    async def counted(scope: str) -> float | None:
+        nonlocal reads
+        reads += 1
+        return await read(scope)
+
+    ledger.rate_limited_until = counted  # type: ignore[method-assign]
+    holds = LedgerRateLimits(ledger, refresh=60.0)
+    for _ in range(20):
+        assert await holds.until("grid|key") is None
+    assert reads == 1
+    until = time.time() + 30
+    await holds.hold("grid|key", until)
+    assert await holds.until("grid|key") == until
+    assert await ledger_store.open().rate_limited_until("grid|key") == until
+    assert reads == 1
+    assert await LedgerRateLimits(ledger, refresh=0.0).until("grid|key") == until
+    assert reads == 2
