@@ -23,6 +23,7 @@ from aipg_mcp.grid.requests import (
     ModelType,
     TextRequest,
 )
+from aipg_mcp.grid.sharing import Sharing
 
 
 class _Lookup(BaseModel):
@@ -199,11 +200,14 @@ class GridBackend(Protocol):
         """Maintenance and similar modes, as JSON."""
         ...
 
-    def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
-        """Give the backend a task group owned by the server, for jobs it runs itself.
+    def attach(
+        self, tasks: TaskGroup, on_finished: JobListener, sharing: Sharing | None = None
+    ) -> None:
+        """Give the backend a task group owned by the server, for jobs it runs itself, and what
+        it shares with other processes (``sharing``: rate limits, the jobs it runs).
 
         ``on_finished`` is awaited with a job's final result when nobody may be waiting for it.
-        Backends whose jobs live on the grid ignore this.
+        Backends whose jobs live on the grid run nothing in ``tasks``.
         """
         ...
 

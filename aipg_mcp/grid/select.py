@@ -18,6 +18,7 @@ from aipg_mcp.grid.errors import (
     UnexpectedResponse,
 )
 from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.sharing import Sharing
 
 log = logging.getLogger("aipg_mcp.grid")
 
@@ -63,6 +64,7 @@ class BackendSelector:
         self._lock = anyio.Lock()
         self._tasks: TaskGroup | None = None
         self._listener: JobListener | None = None
+        self._sharing: Sharing | None = None
 
     def __repr__(self) -> str:
         return f"BackendSelector(root_url={self.root_url!r}, api={self.api!r})"
@@ -71,10 +73,12 @@ class BackendSelector:
     def chosen(self) -> GridBackend | None:
         return self._chosen
 
-    def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
-        self._tasks, self._listener = tasks, on_finished
+    def attach(
+        self, tasks: TaskGroup, on_finished: JobListener, sharing: Sharing | None = None
+    ) -> None:
+        self._tasks, self._listener, self._sharing = tasks, on_finished, sharing
         if self._chosen is not None:
-            self._chosen.attach(tasks, on_finished)
+            self._chosen.attach(tasks, on_finished, sharing)
 
     async def get(self) -> GridBackend:
         if self._chosen is not None:
@@ -83,7 +87,7 @@ class BackendSelector:
             if self._chosen is None:
                 backend = await self._select()
                 if self._tasks is not None and self._listener is not None:
-                    backend.attach(self._tasks, self._listener)
+                    backend.attach(self._tasks, self._listener, self._sharing)
                 self._chosen = backend
                 log.info("using %r", backend)
         return self._chosen

@@ -15,7 +15,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -31,6 +31,12 @@ from aipg_mcp.grid.errors import (
     TransportError,
     UnexpectedResponse,
     too_large,
+)
+from aipg_mcp.grid.sharing import (
+    MAX_SHARED_HOLD_SECONDS,
+    LocalRateLimits,
+    RateLimitHold,
+    rate_scope,
 )
 
 if TYPE_CHECKING:
@@ -133,21 +139,55 @@ def not_taken(error: GridError, attempt: int, policy: RetryPolicy) -> float | No
 
 @dataclass
 class Attempts:
-    """The tries of one call: iterate for the next try; a failed try calls :meth:`failed`, which
-    waits as the rule says or raises the error when the rule or the policy says stop."""
+    """The tries of one call: iterate (``async for``) for the next try; a failed try calls
+    :meth:`failed`, which waits as the rule says or raises the error when the rule or the policy
+    says stop.
+
+    Each try first waits out a rate limit held on ``scope`` (one this process or another sharing
+    ``holds`` ran into), and a 429 with a short ``Retry-After`` holds the scope for every caller;
+    a hold longer than the policy's time left raises at once, without sending.
+    """
 
     what: str
     policy: RetryPolicy
     on: RetryRule
+    holds: RateLimitHold | None = None
+    scope: str = ""
     number: int = 0
     started: float = field(default_factory=time.monotonic)
 
-    def __iter__(self) -> Iterator[Attempts]:
-        while True:
-            self.number += 1
-            yield self
+    def __aiter__(self) -> Attempts:
+        return self
+
+    async def __anext__(self) -> Attempts:
+        self.number += 1
+        if self.holds is not None:
+            await self._wait_out_hold()
+        return self
+
+    async def _wait_out_hold(self) -> None:
+        assert self.holds is not None
+        until = await self.holds.until(self.scope)
+        if until is None or (left := until - time.time()) <= 0:
+            return
+        if time.monotonic() - self.started + left > self.policy.total_seconds:
+            raise RateLimited(
+                f"the grid rate limited calls with this key for {left:.0f} s more",
+                status=429,
+                retry_after=left,
+            )
+        log.info("%s waits %.1f s for the grid's rate limit", self.what, left)
+        await anyio.sleep(left)
 
     async def failed(self, error: GridError) -> None:
+        if (
+            self.holds is not None
+            and isinstance(error, RateLimited)
+            and error.rc != "TooManyPrompts"
+            and error.retry_after
+            and error.retry_after <= MAX_SHARED_HOLD_SECONDS
+        ):
+            await self.holds.hold(self.scope, time.time() + error.retry_after)
         delay = self.on(error, self.number, self.policy)
         elapsed = time.monotonic() - self.started
         if (
@@ -228,6 +268,9 @@ class GridTransport:
         self.timeouts = timeouts or Timeouts()
         self._pools: dict[Lane, _Pool] = {}
         self._http_transport = http_transport
+        self.rate_limits: RateLimitHold = LocalRateLimits()
+        """Where rate limits the grid announced are held; a server sharing a ledger with other
+        replicas replaces it (:meth:`~aipg_mcp.grid.base.GridBackend.attach`)."""
 
     def __repr__(self) -> str:
         return f"GridTransport(user_agent={self.user_agent!r})"
@@ -265,6 +308,13 @@ class GridTransport:
         for pool in pools.values():
             await pool.client.aclose()
 
+    def _attempts(self, method: str, url: str, *, on: RetryRule) -> Attempts:
+        """The tries of one API call, held by the rate limits on this grid host and key."""
+        scope = rate_scope(_host(url), self._api_key)
+        return Attempts(
+            f"{method} {_path(url)}", self.retry, on=on, holds=self.rate_limits, scope=scope
+        )
+
     def _headers(self, *, with_key: bool) -> dict[str, str]:
         headers = {"Client-Agent": self.user_agent, "User-Agent": self.user_agent}
         if with_key and self._api_key:
@@ -300,7 +350,7 @@ class GridTransport:
         import httpx
 
         read = self.timeouts.submit_read if read_timeout is None else read_timeout
-        for attempt in Attempts(f"POST {_path(url)}", self.retry, on=not_taken):
+        async for attempt in self._attempts("POST", url, on=not_taken):
             try:
                 response = await self._post(url, body, read=read, blocking=read_timeout is not None)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -339,7 +389,7 @@ class GridTransport:
     ) -> Any:
         import httpx
 
-        for attempt in Attempts(f"{method} {_path(url)}", self.retry, on=safe_to_repeat):
+        async for attempt in self._attempts(method, url, on=safe_to_repeat):
             try:
                 async with self._lane(Lane.SHORT) as client:
                     response = await client.request(
@@ -368,7 +418,7 @@ class GridTransport:
 
         timeout = httpx.Timeout(read_timeout, connect=self.timeouts.connect)
         try:
-            for attempt in Attempts(f"POST {_path(url)}", self.retry, on=not_taken):
+            async for attempt in self._attempts("POST", url, on=not_taken):
                 try:
                     async with (
                         self._lane(Lane.LONG) as client,

@@ -16,6 +16,7 @@ from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.job_view import hide_view_unless_declared, view_extension
 from aipg_mcp.server.ledger import open_ledger
 from aipg_mcp.server.media import open_media_store
+from aipg_mcp.server.replicas import ledger_sharing
 from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
 from aipg_mcp.server.state import AppState
 from aipg_mcp.server.surface import GridServer
@@ -64,8 +65,9 @@ def build_server(
 
         try:
             async with anyio.create_task_group() as background:
-                state.selector.attach(background, finished)
-                state.sessions.attach(background, finished)
+                sharing = ledger_sharing(state.ledger, state.replica)
+                state.selector.attach(background, finished, sharing)
+                state.sessions.attach(background, finished, sharing)
                 try:
                     yield state
                 finally:

@@ -12,6 +12,8 @@ import base64
 import contextlib
 import logging
 import math
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -24,6 +26,14 @@ from aipg_mcp.server.ledger import JobRecord
 from aipg_mcp.server.media import Preview, check_image, make_previews
 from aipg_mcp.server.media.files import MediaFacts, VideoExtraMissing, check_media, video_frames
 from aipg_mcp.server.media.previews import INLINE_BASE64_BUDGET
+from aipg_mcp.server.replicas import (
+    RESULTS_LEASE_SECONDS,
+    RESULTS_POLL_SECONDS,
+    RESULTS_WAIT_SECONDS,
+    held_elsewhere_now,
+    leased,
+    results_lease,
+)
 from aipg_mcp.server.reports import JobReport, job_report
 from aipg_mcp.server.state import AppState
 
@@ -111,12 +121,20 @@ class Deliverer:
             saved[output.id] = path
 
         saved: dict[str, str] = {}
-        if missing:
+
+        async def download(
+            record: JobRecord, missing: list[ImageOutput | MediaOutput]
+        ) -> JobRecord:
             async with anyio.create_task_group() as group:
                 for output in missing:
                     group.start_soon(fetch, output)
             if saved:
                 record = await self.state.ledger.update(record.job_id, files=saved)
+            return record
+
+        pending: list[ImageOutput | MediaOutput] = []
+        if missing:
+            record, pending = await self._saved_once(record, result, download)
 
         for output in _outputs(result):
             if output.id not in data and output.id in record.files:
@@ -144,6 +162,11 @@ class Deliverer:
             previews, sounds, warnings, shown = await self._inline_media(result, data, facts)
         report = job_report(record, result, errors=errors, sizes=data, facts=facts)
         report.warnings.extend(warnings)
+        if pending:
+            report.warnings.append(
+                f"{len(pending)} file(s) of this job are being saved by another process of this "
+                "service; get_status shows them in a moment."
+            )
         if inline and data and result.images:
             order = [image.id for image in result.images if image.id in data]
             try:
@@ -158,6 +181,39 @@ class Deliverer:
         for entry in report.media:
             entry.preview = entry.id in shown
         return Delivery(report, previews, sounds)
+
+    async def _saved_once(
+        self,
+        record: JobRecord,
+        result: JobResult,
+        download: Callable[[JobRecord, list[ImageOutput | MediaOutput]], Awaitable[JobRecord]],
+    ) -> tuple[JobRecord, list[ImageOutput | MediaOutput]]:
+        """Have the files of ``result`` the record lacks downloaded and saved once among the
+        processes sharing the ledger: ``download`` runs under the job's results lease; while
+        another process holds it, wait a little for the files it saves.
+
+        Returns the record as it now stands and the outputs another process is still saving.
+        """
+        ledger, replica = self.state.ledger, self.state.replica
+        name = results_lease(record.job_id)
+        give_up = time.monotonic() + RESULTS_WAIT_SECONDS
+        while True:
+            async with leased(ledger, name, replica, RESULTS_LEASE_SECONDS) as lease:
+                if lease.owner == replica:
+                    # Saved by another process before it gave the lease back?
+                    record = await ledger.get(record.job_id) or record
+                    missing = [o for o in _outputs(result) if o.id not in record.files]
+                    return (await download(record, missing) if missing else record), []
+            # Another process is saving them: wait for its files, or for its lease to lapse
+            # (it died) and take over.
+            while held_elsewhere_now(await ledger.lease(name), replica):
+                missing = [o for o in _outputs(result) if o.id not in record.files]
+                if time.monotonic() >= give_up:
+                    return record, missing
+                await anyio.sleep(RESULTS_POLL_SECONDS)
+                record = await ledger.get(record.job_id) or record
+                if all(o.id in record.files for o in _outputs(result)):
+                    return record, []
 
     async def _inline_media(
         self, result: JobResult, data: dict[str, bytes], facts: dict[str, MediaFacts]

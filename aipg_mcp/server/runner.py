@@ -35,6 +35,7 @@ from aipg_mcp.grid.waiting import WaitOutcome, unservable, wait_for_job
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
 from aipg_mcp.server.delivery import Deliverer, Delivery
 from aipg_mcp.server.ledger import JobRecord, fingerprint, renewed, stored_params
+from aipg_mcp.server.replicas import held_elsewhere, v1_lease
 from aipg_mcp.server.reports import JobReport, cancel_message, explain_unservable, job_report
 from aipg_mcp.server.state import AppState
 
@@ -46,6 +47,8 @@ CLAIM_SECONDS = 30.0
 """How long a claim on submitting a request holds unless its holder renews it (a third of
 this apart while it submits): the longest an identical call waits for a holder that died."""
 CLAIM_POLL_SECONDS = 0.1
+ELSEWHERE_POLL_SECONDS = 0.5
+"""How often the ledger is read for a job another process runs."""
 
 
 class JobRunner:
@@ -211,6 +214,7 @@ class JobRunner:
     ) -> Delivery:
         """Bring a known job up to date, waiting up to ``wait_seconds``, and deliver it."""
         ledger = self.state.ledger
+        deadline = time.monotonic() + wait_seconds
         if record.state.final and record.result is not None:
             # Files not saved yet are fetched from a fresh answer of the grid, or from the
             # stored one when the grid has none (a /v1 job of an earlier run): the job ended,
@@ -257,7 +261,52 @@ class JobRunner:
             report = job_report(record, None)
             report.warnings.append(f"Could not check on the job: {exc.describe()}")
             return Delivery(report)
+        if outcome.state is JobState.INTERRUPTED and await self._runs_elsewhere(record):
+            return await self._follow_elsewhere(
+                record, deadline=deadline, inline=inline, on_progress=on_progress
+            )
         return await self._settle(record, outcome, inline=inline)
+
+    async def _runs_elsewhere(self, record: JobRecord) -> bool:
+        """Whether another process sharing the ledger runs this job (``/v1``: its blocking
+        request), so this process's not knowing it means nothing was lost."""
+        lease = v1_lease(record.job_id)
+        return await held_elsewhere(self.state.ledger, lease, self.state.replica)
+
+    async def _follow_elsewhere(
+        self,
+        record: JobRecord,
+        *,
+        deadline: float,
+        inline: bool,
+        on_progress: ProgressSink | None,
+    ) -> Delivery:
+        """Follow a job another process runs through the ledger, which that process keeps,
+        until it ends, its process stops holding it (then it is interrupted, as after a
+        restart) or the wait runs out (then its last recorded progress is reported)."""
+        ledger = self.state.ledger
+        while True:
+            record = await ledger.get(record.job_id) or record
+            if record.state.final or not await self._runs_elsewhere(record):
+                left = max(0.0, deadline - time.monotonic())
+                return await self.follow(
+                    record,
+                    wait_seconds=left,
+                    inline=inline,
+                    on_progress=on_progress,
+                    cancel_on_abort=False,
+                )
+            if on_progress is not None and record.progress is not None:
+                await on_progress(record.progress)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await anyio.sleep(min(ELSEWHERE_POLL_SECONDS, left))
+        report = job_report(record, None)
+        report.warnings.append(
+            "The job runs in another process of this service; this is its last recorded progress."
+        )
+        return Delivery(report)
 
     async def _settle(self, record: JobRecord, outcome: WaitOutcome, *, inline: bool) -> Delivery:
         ledger = self.state.ledger
@@ -395,6 +444,13 @@ class JobRunner:
         try:
             answer = await self.backend.cancel(record.kind, record.job_id)
         except JobNotFound as exc:
+            if isinstance(exc, JobInterrupted) and await self._runs_elsewhere(record):
+                report = job_report(record, None)
+                report.message = (
+                    "The job runs in another process of this service, which alone can stop its "
+                    "request; it was not cancelled."
+                )
+                return Delivery(report)
             lost = JobState.INTERRUPTED if isinstance(exc, JobInterrupted) else JobState.EXPIRED
             record = await self.state.ledger.update(record.job_id, state=lost, error=exc.describe())
             return Delivery(job_report(record, record.result))

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from aipg_mcp.grid.base import JobListener
+    from aipg_mcp.grid.sharing import Sharing
 
 MCP_PATH = "/mcp"
 CONFIG_PARAM = "config"
@@ -336,15 +337,19 @@ class SessionSelectors:
         self._selectors: OrderedDict[tuple[str, str, str], BackendSelector] = OrderedDict()
         self._tasks: TaskGroup | None = None
         self._listener: JobListener | None = None
+        self._sharing: Sharing | None = None
 
     def __len__(self) -> int:
         return len(self._selectors)
 
-    def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
-        """Where the backends run background work (``/v1`` requests), as for the server's."""
-        self._tasks, self._listener = tasks, on_finished
+    def attach(
+        self, tasks: TaskGroup, on_finished: JobListener, sharing: Sharing | None = None
+    ) -> None:
+        """Where the backends run background work (``/v1`` requests) and what they share, as
+        for the server's."""
+        self._tasks, self._listener, self._sharing = tasks, on_finished, sharing
         for selector in self._selectors.values():
-            selector.attach(tasks, on_finished)
+            selector.attach(tasks, on_finished, sharing)
 
     async def selector_for(
         self, config: SessionConfig | None, settings: Settings, server: BackendSelector
@@ -361,7 +366,7 @@ class SessionSelectors:
             return selector
         selector = BackendSelector(target.base_url, target.api_key, target.api)
         if self._tasks is not None and self._listener is not None:
-            selector.attach(self._tasks, self._listener)
+            selector.attach(self._tasks, self._listener, self._sharing)
         self._selectors[cache_key] = selector
         while len(self._selectors) > self.limit:
             _, oldest = self._selectors.popitem(last=False)

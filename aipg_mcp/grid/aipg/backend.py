@@ -69,10 +69,11 @@ from aipg_mcp.grid.requests import (
     TextRequest,
     VideoRequest,
 )
+from aipg_mcp.grid.sharing import Sharing
 from aipg_mcp.grid.transport import USER_AGENT, GridTransport
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
+    from anyio.abc import TaskGroup, TaskStatus
 
 log = logging.getLogger("aipg_mcp.grid")
 
@@ -106,6 +107,7 @@ class AipgV1Backend(AipgCatalog):
         self._tasks: TaskGroup | None = None
         self._listener: JobListener | None = None
         self._params: dict[str, dict[str, Any] | None] = {}
+        self._sharing = Sharing()
 
     def __repr__(self) -> str:
         return f"AipgV1Backend(root_url={self._root!r}, anonymous={self.anonymous})"
@@ -137,13 +139,20 @@ class AipgV1Backend(AipgCatalog):
         # Polls read local state; only the background task talks to the grid.
         return self.options.poll or PollPolicy(min_interval=0.25, max_interval=2.0)
 
-    def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
+    def attach(
+        self, tasks: TaskGroup, on_finished: JobListener, sharing: Sharing | None = None
+    ) -> None:
         self._tasks = tasks
         self._listener = on_finished
+        if sharing is not None:
+            self._sharing = sharing
+            self.transport.rate_limits = sharing.rate_limits
 
     # ------------------------------------------------------------------------- submits
 
-    def _start(self, job: LocalJob, runner: Any, body: dict[str, Any]) -> Submission:
+    async def _start(self, job: LocalJob, runner: Any, body: dict[str, Any]) -> Submission:
+        """Start the job's request in the server's task group; returns once the job is held
+        (:attr:`Sharing.running`), before the request is sent."""
         if self._tasks is None:
             raise RuntimeError("AipgV1Backend.attach() must be called before submitting")
         if not self._key:
@@ -153,7 +162,11 @@ class AipgV1Backend(AipgCatalog):
                 "https://dashboard.aipowergrid.io and set AIPG_API_KEY.",
             )
         self._jobs[job.id] = job
-        self._tasks.start_soon(self._run, job, runner, body)
+        try:
+            await self._tasks.start(self._run, job, runner, body)
+        except BaseException:
+            del self._jobs[job.id]
+            raise
         return Submission(job_id=job.id, kind=job.kind)
 
     async def submit(self, request: GridRequest) -> Submission:
@@ -162,14 +175,14 @@ class AipgV1Backend(AipgCatalog):
             case TextRequest():
                 body = chat_body(request)
                 job = LocalJob(str(uuid.uuid4()), JobKind.TEXT, max_tokens=body["max_tokens"])
-                return self._start(job, self._run_text, body)
+                return await self._start(job, self._run_text, body)
             case ImageRequest():
                 if request.style:
                     style = await self._style_id(request.style, "image")
                     request = request.model_copy(update={"style": style})
                 body = image_body(request, inline=self.options.inline_results)
                 await self._check_model_params(JobKind.IMAGE, body)
-                return self._start(
+                return await self._start(
                     LocalJob(str(uuid.uuid4()), JobKind.IMAGE), self._run_image, body
                 )
             case VideoRequest() | AudioRequest() | MeshRequest():
@@ -178,7 +191,9 @@ class AipgV1Backend(AipgCatalog):
                     request = request.model_copy(update={"style": style})
                 body = media_body(request, inline=self.options.inline_results)
                 await self._check_model_params(request.kind, body)
-                return self._start(LocalJob(str(uuid.uuid4()), request.kind), self._run_media, body)
+                return await self._start(
+                    LocalJob(str(uuid.uuid4()), request.kind), self._run_media, body
+                )
             case CaptionRequest():
                 raise Unsupported(
                     "captioning (interrogation) is not available on AI Power Grid's /v1 API",
@@ -188,8 +203,21 @@ class AipgV1Backend(AipgCatalog):
 
     # ------------------------------------------------------------------- background
 
-    async def _run(self, job: LocalJob, runner: Any, body: dict[str, Any]) -> None:
-        """Run one grid request to its end, whoever is waiting, and report the result."""
+    async def _run(
+        self,
+        job: LocalJob,
+        runner: Any,
+        body: dict[str, Any],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Hold the job (:attr:`Sharing.running`) while its grid request runs to its end,
+        whoever is waiting, and its result is reported."""
+        async with self._sharing.running(job.id):
+            task_status.started()
+            await self._run_held(job, runner, body)
+
+    async def _run_held(self, job: LocalJob, runner: Any, body: dict[str, Any]) -> None:
         with anyio.CancelScope() as scope:
             job.scope = scope
             try:

@@ -66,6 +66,7 @@ from aipg_mcp.grid.requests import (
     ModelType,
     TextRequest,
 )
+from aipg_mcp.grid.sharing import Sharing
 from aipg_mcp.grid.transport import ANONYMOUS_KEY, USER_AGENT, GridTransport
 
 DEFAULT_BASE_URL = "https://api.aipowergrid.io/api"
@@ -324,8 +325,13 @@ class HordeV2Backend:
         """The heartbeat: proof that a Horde v2 API answers at the base URL."""
         await self.heartbeat()
 
-    def attach(self, tasks: TaskGroup, on_finished: JobListener) -> None:
-        """Horde jobs live on the grid and are polled; nothing runs in the background."""
+    def attach(
+        self, tasks: TaskGroup, on_finished: JobListener, sharing: Sharing | None = None
+    ) -> None:
+        """Horde jobs live on the grid and are polled; nothing runs in the background. The
+        rate limits go to the transport."""
+        if sharing is not None:
+            self.transport.rate_limits = sharing.rate_limits
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aipg_mcp.grid.sharing import key_identity
 from aipg_mcp.server.ledger.base import Clock, Ledger, renewed
 from aipg_mcp.server.ledger.records import (
     Claim,
@@ -19,7 +20,6 @@ from aipg_mcp.server.ledger.records import (
     Lease,
     LedgerError,
     fingerprint,
-    key_identity,
     stored_params,
 )
 from aipg_mcp.server.ledger.schema import SCHEMA_VERSION

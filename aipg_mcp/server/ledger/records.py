@@ -86,11 +86,6 @@ class Lease:
         return self.owner == owner and self.expires_at > now
 
 
-def key_identity(api_key: str | None) -> str:
-    """A stable, non-reversible tag of an API key: the owner of the jobs it submits."""
-    return hashlib.sha256(b"aipg-mcp identity:" + (api_key or "").encode()).hexdigest()[:16]
-
-
 def fingerprint(kind: JobKind, grid: str, params: Mapping[str, Any], identity: str) -> str:
     """A stable hash of a request, so an identical repeated call can be recognised.
 
