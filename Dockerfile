@@ -16,8 +16,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 COPY pyproject.toml README.md LICENSE /tmp/src/
 COPY aipg_mcp /tmp/src/aipg_mcp
-# The video extra (PyAV) lets a video result show the model its frames.
-RUN python -m pip install "/tmp/src[video]" \
+# The video extra (PyAV) lets a video result show the model its frames; postgres and s3 let
+# replicas share a ledger (AIPG_LEDGER_URL) and a bucket (AIPG_MEDIA_URL), as in deploy/.
+RUN python -m pip install "/tmp/src[video,postgres,s3]" \
     && rm -rf /tmp/src \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin aipg
 

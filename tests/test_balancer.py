@@ -14,6 +14,7 @@ PostgreSQL, the tests skip and say what is missing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -21,15 +22,18 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 import pytest
+import yaml
 
+from aipg_mcp.config import SETTINGS
 from tests.conftest import Grid, running_grid
 from tests.test_transports import TOKEN, authed_client, free_port, http_process, server_env
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+pytestmark = pytest.mark.anyio
 
 CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "haproxy.cfg"
 REPLICAS = 3
@@ -130,6 +134,7 @@ async def every_session(url: str) -> tuple[list[dict[str, Any]], list[BaseExcept
     return done, failed
 
 
+@pytest.mark.slow
 async def test_sessions_stay_on_the_replica_that_opened_them(
     haproxy: str, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -158,6 +163,7 @@ async def test_sessions_stay_on_the_replica_that_opened_them(
             assert all("Session not found" in repr(exc) for exc in failed), failed
 
 
+@pytest.mark.slow
 async def test_any_replica_answers_for_a_job_another_started(
     haproxy: str, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -187,3 +193,43 @@ async def test_any_replica_answers_for_a_job_another_started(
         assert all(len(r["images"]) == 1 for r in reports), reports
         assert {r["images"][0]["id"] for r in reports} == {reports[0]["images"][0]["id"]}
         assert await grid.settled_submits("image") == 1
+
+
+# -------------------------------------------------------- deploy/compose.yaml, kept in step
+
+
+def test_compose_runs_the_tested_topology() -> None:
+    """``deploy/compose.yaml`` wires what the tests above run as processes: three replicas on
+    one ledger and one bucket, each a server of the balancer's file, and only real settings."""
+    compose = yaml.safe_load((CONFIG.parent / "compose.yaml").read_text())
+    services = compose["services"]
+    replicas = sorted(name for name in services if name.startswith("replica"))
+    assert len(replicas) == REPLICAS
+    settings = {setting.env for setting in SETTINGS if setting.env}
+    first = services[replicas[0]]["environment"]
+    for name in replicas:
+        env = services[name]["environment"]
+        assert env == first, f"{name} differs from {replicas[0]}"
+    unknown = {name for name in first if name.startswith("AIPG_")} - settings
+    assert not unknown, f"not settings of aipg-mcp: {sorted(unknown)}"
+
+    ledger = urlsplit(first["AIPG_LEDGER_URL"])
+    postgres = services["postgres"]["environment"]
+    assert ledger.scheme == "postgresql" and ledger.hostname == "postgres"
+    assert (ledger.username, ledger.password, ledger.path.lstrip("/")) == (
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_PASSWORD"],
+        postgres["POSTGRES_DB"],
+    )
+    bucket = urlsplit(first["AIPG_MEDIA_URL"]).netloc
+    assert f"store/{bucket}" in services["bucket"]["entrypoint"]
+    assert first["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert first["AWS_SECRET_ACCESS_KEY"] == services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
+
+    balancer_env = services["balancer"]["environment"]
+    servers = re.findall(r'server \w+ "\$\{(AIPG_REPLICA_\d)\}"', CONFIG.read_text())
+    assert len(servers) == REPLICAS
+    assert {balancer_env[name] for name in servers} == {
+        f"{name}:{first['PORT']}" for name in replicas
+    }
+    assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in services["balancer"]["volumes"]
