@@ -59,9 +59,9 @@ from pydantic import SecretStr
 import aipg_mcp.server.state as server_state
 from aipg_mcp.config import Settings, parse_api
 from aipg_mcp.grid.aipg.backend import AipgV1Backend
-from aipg_mcp.grid.base import GridBackend, PollPolicy
+from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.horde.backend import HordeV2Backend
-from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.options import GridOptions, PollPolicy
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.grid.transport import RetryPolicy, Timeouts
 from aipg_mcp.grid.waiting import MIN_CALL_SECONDS

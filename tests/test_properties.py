@@ -51,8 +51,7 @@ from PIL import Image
 from pydantic import BaseModel, SecretStr
 
 from aipg_mcp.config import Settings
-from aipg_mcp.grid.base import PollPolicy
-from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.options import GridOptions, PollPolicy
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.app import build_server, default_selector
 from aipg_mcp.server.invalid_arguments import HEADER as REFUSAL

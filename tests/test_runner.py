@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from aipg_mcp.config import Settings
-from aipg_mcp.grid.base import Capabilities, PollPolicy
+from aipg_mcp.grid.base import Capabilities
 from aipg_mcp.grid.errors import (
     GridError,
     JobRefused,
@@ -23,6 +23,7 @@ from aipg_mcp.grid.errors import (
     SubmitOutcomeUnknown,
 )
 from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState, Submission, TextOutput
+from aipg_mcp.grid.options import PollPolicy
 from aipg_mcp.grid.requests import GridRequest, TextRequest
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.ledger import fingerprint

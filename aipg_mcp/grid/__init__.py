@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aipg_mcp.grid.aipg.backend import AipgV1Backend
-    from aipg_mcp.grid.base import Capabilities, GridBackend, PollPolicy
+    from aipg_mcp.grid.base import Capabilities, GridBackend
     from aipg_mcp.grid.errors import GridError
     from aipg_mcp.grid.horde.backend import AI_HORDE_BASE_URL, DEFAULT_BASE_URL, HordeV2Backend
     from aipg_mcp.grid.jobs import (
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         Submission,
         TextOutput,
     )
-    from aipg_mcp.grid.options import GridOptions
+    from aipg_mcp.grid.options import GridOptions, PollPolicy
     from aipg_mcp.grid.requests import (
         AudioRequest,
         CaptionRequest,
@@ -69,7 +69,7 @@ _HOMES = {
     "MediaOutput": "aipg_mcp.grid.jobs",
     "MeshRequest": "aipg_mcp.grid.requests",
     "ModelType": "aipg_mcp.grid.requests",
-    "PollPolicy": "aipg_mcp.grid.base",
+    "PollPolicy": "aipg_mcp.grid.options",
     "Submission": "aipg_mcp.grid.jobs",
     "TextOutput": "aipg_mcp.grid.jobs",
     "TextRequest": "aipg_mcp.grid.requests",

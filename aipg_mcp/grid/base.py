@@ -16,6 +16,7 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 
 from aipg_mcp.grid.jobs import ImageOutput, JobKind, JobResult, MediaOutput, Submission
+from aipg_mcp.grid.options import PollPolicy
 from aipg_mcp.grid.requests import (
     GridRequest,
     ImageRequest,
@@ -74,14 +75,6 @@ class Style(_Lookup):
         None, description="How the prompt is used: {p} is the prompt, {np} the negative prompt."
     )
     aspect: str | None = None
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How often one job may be polled without tripping the grid's per-id rate limits."""
-
-    min_interval: float
-    max_interval: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aipg_mcp.grid.base import PollPolicy
 from aipg_mcp.grid.transport import RetryPolicy, Timeouts
 
 if TYPE_CHECKING:
@@ -18,6 +17,14 @@ BLOCKING_READ_SECONDS = 330.0
 MAX_MEDIA_BYTES = 256 * 1024 * 1024  # twice a 300 s stereo float song at 48 kHz
 # /v1's video, audio and 3D calls stay silent up to 600, 1920 and 900 s before answering 504.
 MEDIA_READ_SECONDS = {"video": 630.0, "audio": 1950.0, "3d": 930.0}
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How often one job may be polled without tripping the grid's per-id rate limits."""
+
+    min_interval: float
+    max_interval: float = 30.0
 
 
 @dataclass(frozen=True)

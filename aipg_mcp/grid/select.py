@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 from anyio.abc import TaskGroup
 
-from aipg_mcp.grid.base import GridBackend, JobListener
 from aipg_mcp.grid.errors import (
     APIRetired,
     GridError,
@@ -19,6 +18,9 @@ from aipg_mcp.grid.errors import (
 )
 from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.sharing import Sharing
+
+if TYPE_CHECKING:
+    from aipg_mcp.grid.base import GridBackend, JobListener
 
 log = logging.getLogger("aipg_mcp.grid")
 

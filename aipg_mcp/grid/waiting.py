@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import anyio
 
-from aipg_mcp.grid.base import GridBackend, PollPolicy
+from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.errors import (
     GridError,
     JobInterrupted,
@@ -28,6 +28,7 @@ from aipg_mcp.grid.errors import (
     UnexpectedResponse,
 )
 from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState
+from aipg_mcp.grid.options import PollPolicy
 
 log = logging.getLogger("aipg_mcp.grid")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Literal
 
 import anyio
@@ -17,8 +18,7 @@ from aipg_mcp.server.job_view import hide_view_unless_declared, view_extension
 from aipg_mcp.server.ledger import open_ledger
 from aipg_mcp.server.media import open_media_store
 from aipg_mcp.server.replicas import ledger_sharing
-from aipg_mcp.server.resources import StateHolder, register_prompts, register_resources
-from aipg_mcp.server.state import AppState
+from aipg_mcp.server.state import AppState, StateHolder
 from aipg_mcp.server.surface import GridServer
 from aipg_mcp.server.tool_list_cache import ToolListCache
 
@@ -87,12 +87,11 @@ def build_server(
         lifespan=lifespan,
         log_level=_level(settings.log_level),
         tools=_register_tools,
+        content=partial(_register_content, holder=holder),
         tool_cache=ToolListCache(settings.data_dir),
         extensions=[view_extension()],
         middleware=[hide_view_unless_declared],
     )
-    register_resources(mcp, holder)
-    register_prompts(mcp)
     return mcp
 
 
@@ -101,6 +100,14 @@ def _register_tools(mcp: MCPServer[AppState]) -> None:
     from aipg_mcp.server.tools import register_tools
 
     register_tools(mcp)
+
+
+def _register_content(mcp: MCPServer[AppState], holder: StateHolder) -> None:
+    # Imported here, as the tools are: a start that only lists tools needs neither.
+    from aipg_mcp.server.resources import register_prompts, register_resources
+
+    register_resources(mcp, holder)
+    register_prompts(mcp)
 
 
 def _level(name: str) -> LogLevel:

@@ -4,7 +4,6 @@ songs and meshes) and prompts."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -16,19 +15,7 @@ from aipg_mcp.grid.errors import GridError
 from aipg_mcp.grid.jobs import MEDIA_FILES, JobKind
 from aipg_mcp.grid.requests import ModelType
 from aipg_mcp.server.media import image_uri, media_uri
-from aipg_mcp.server.state import AppState
-
-
-@dataclass
-class StateHolder:
-    """Gives resources the server's state; static resources take no context to reach it."""
-
-    state: AppState | None = None
-
-    def get(self) -> AppState:
-        if self.state is None:
-            raise ResourceError("the server is not running")
-        return self.state
+from aipg_mcp.server.state import AppState, StateHolder
 
 
 def _dump(items: Any) -> Any:

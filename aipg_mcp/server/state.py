@@ -7,17 +7,20 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+from mcp.server.mcpserver.exceptions import ResourceError
 
 from aipg_mcp.config import Settings
-from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.jobs import MEDIA_FILES, JobKind
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.server.ledger import Ledger, key_identity
 from aipg_mcp.server.media import MediaStore
 from aipg_mcp.server.sessions import SessionSelectors, current_session, grid_target
+
+if TYPE_CHECKING:
+    from aipg_mcp.grid.base import GridBackend
 
 T = TypeVar("T")
 
@@ -140,3 +143,16 @@ async def _held(locks: dict[str, _JobLock], key: str) -> AsyncIterator[None]:
         entry.users -= 1
         if not entry.users:
             del locks[key]
+
+
+@dataclass
+class StateHolder:
+    """Gives resources the server's state while it runs; static resources take no context to
+    reach it."""
+
+    state: AppState | None = None
+
+    def get(self) -> AppState:
+        if self.state is None:
+            raise ResourceError("the server is not running")
+        return self.state

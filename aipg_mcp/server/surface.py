@@ -1,8 +1,9 @@
 """What clients list and read of the server: lean definitions, dedented text, argument errors.
 
 :class:`GridServer` is the SDK's ``MCPServer`` with three changes a model notices, and one it
-does not (tools are built when first needed; until then ``tools/list`` is answered from the
-last start's definitions, :mod:`aipg_mcp.server.tool_list_cache`):
+does not (tools, resources and prompts are built when first needed; until then ``tools/list``
+is answered from the last start's definitions, :mod:`aipg_mcp.server.tool_list_cache`, so a
+start that only lists tools builds none of them):
 
 - ``tools/list`` carries lean schemas (:func:`~aipg_mcp.server.schemas.lean_schema`): every
   input constraint, none of the padding; output schemas without descriptions or defaults;
@@ -17,21 +18,23 @@ Validation itself is the SDK's, against the same models as before: only what is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from inspect import cleandoc
 from typing import Any
 
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import (
     CallToolResult,
+    GetPromptResult,
     InputRequiredResult,
     Prompt,
     Resource,
     ResourceTemplate,
     Tool,
 )
-from pydantic import ValidationError
+from pydantic import AnyUrl, ValidationError
 
 from aipg_mcp.server.invalid_arguments import describe_invalid
 from aipg_mcp.server.schemas import lean_schema
@@ -47,18 +50,21 @@ class GridServer(MCPServer[AppState]):
     """The MCP server of aipg-mcp (see the module's description).
 
     ``tools`` registers the tools on the server; it runs once, on the first call of a tool or
-    the first listing the cache cannot answer.
+    the first listing the cache cannot answer. ``content`` registers the resources and prompts;
+    it runs once, on the first request about either.
     """
 
     def __init__(
         self,
         *args: Any,
         tools: Callable[[MCPServer[AppState]], None],
+        content: Callable[[MCPServer[AppState]], None] | None = None,
         tool_cache: ToolListCache | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._register_tools: Callable[[MCPServer[AppState]], None] | None = tools
+        self._register_content = content
         self._tool_cache = tool_cache
         self._cached_tools: list[Tool] | None = None
         # Tools are registered once: their lean form is kept.
@@ -67,6 +73,12 @@ class GridServer(MCPServer[AppState]):
     def build_tools(self) -> None:
         """Register the tools now, if they are not yet."""
         register, self._register_tools = self._register_tools, None
+        if register is not None:
+            register(self)
+
+    def build_content(self) -> None:
+        """Register the resources and prompts now, if they are not yet."""
+        register, self._register_content = self._register_content, None
         if register is not None:
             register(self)
 
@@ -121,19 +133,37 @@ class GridServer(MCPServer[AppState]):
             ) from invalid
 
     async def list_resources(self) -> list[Resource]:
+        self.build_content()
         return [
             item.model_copy(update={"description": dedented(item.description)})
             for item in await super().list_resources()
         ]
 
     async def list_resource_templates(self) -> list[ResourceTemplate]:
+        self.build_content()
         return [
             item.model_copy(update={"description": dedented(item.description)})
             for item in await super().list_resource_templates()
         ]
 
     async def list_prompts(self) -> list[Prompt]:
+        self.build_content()
         return [
             item.model_copy(update={"description": dedented(item.description)})
             for item in await super().list_prompts()
         ]
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[AppState, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        self.build_content()
+        return await super().read_resource(uri, context)
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        context: Context[AppState, Any] | None = None,
+    ) -> GetPromptResult | InputRequiredResult:
+        self.build_content()
+        return await super().get_prompt(name, arguments, context)

@@ -37,7 +37,6 @@ from aipg_mcp.grid.aipg.wire import (
 from aipg_mcp.grid.base import (
     Capabilities,
     JobListener,
-    PollPolicy,
 )
 from aipg_mcp.grid.errors import (
     GenerationTimeout,
@@ -59,7 +58,7 @@ from aipg_mcp.grid.jobs import (
     Submission,
     TextOutput,
 )
-from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.options import GridOptions, PollPolicy
 from aipg_mcp.grid.requests import (
     AudioRequest,
     CaptionRequest,

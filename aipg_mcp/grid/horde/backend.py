@@ -15,7 +15,6 @@ from aipg_mcp.grid.base import (
     Estimate,
     JobListener,
     Newspiece,
-    PollPolicy,
     Style,
     StyleKind,
 )
@@ -58,7 +57,7 @@ from aipg_mcp.grid.jobs import (
     Submission,
     TextOutput,
 )
-from aipg_mcp.grid.options import GridOptions
+from aipg_mcp.grid.options import GridOptions, PollPolicy
 from aipg_mcp.grid.requests import (
     GridRequest,
     ImageRequest,
