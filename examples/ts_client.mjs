@@ -10,8 +10,9 @@
 // Options:
 //   --prompt TEXT       what to draw (default: a lighthouse at dusk)
 //   --size PX           width and height, a multiple of 64 (default 512)
-//   --abort-after MS    abort the generate_image call after MS milliseconds (AbortController);
-//                       the SDK sends notifications/cancelled and the server cancels the job
+//   --abort-after MS    abort the generate_image call MS milliseconds after its first progress
+//                       notification, when the job is on the grid (AbortController); the SDK
+//                       sends notifications/cancelled and the server cancels the job
 //   --command CMD       stdio: the server command (default: aipg-mcp, or $AIPG_MCP_COMMAND)
 //   --token TOKEN       HTTP: bearer token (default: $AIPG_MCP_AUTH_TOKEN)
 //
@@ -70,9 +71,7 @@ try {
   const size = Number(options.size);
   const controller = new AbortController();
   const abortAfter = options["abort-after"];
-  if (abortAfter !== undefined) {
-    setTimeout(() => controller.abort(), Number(abortAfter));
-  }
+  let abortTimer;
 
   let result;
   try {
@@ -82,8 +81,12 @@ try {
       {
         // Generation reports progress every few seconds while it waits on the grid. Hosts
         // time out a call that stays silent; progress resets that timeout here.
-        onprogress: ({ progress, total, message }) =>
-          console.log(`progress ${progress}/${total ?? "?"}: ${message ?? ""}`),
+        onprogress: ({ progress, total, message }) => {
+          console.log(`progress ${progress}/${total ?? "?"}: ${message ?? ""}`);
+          if (abortAfter !== undefined && abortTimer === undefined) {
+            abortTimer = setTimeout(() => controller.abort(), Number(abortAfter));
+          }
+        },
         resetTimeoutOnProgress: true,
         timeout: 60_000,
         maxTotalTimeout: 15 * 60_000,
