@@ -364,7 +364,7 @@ async def verify(
         + (f" (first: {wrong[0]}: {run.grid_jobs.get(wrong[0], 0)})" if wrong else ""),
     )
     run.refused = sum((await grid.refused()).values())
-    by_tag = {TAG.search(j.prompt).group(1): j for j in jobs if TAG.search(j.prompt)}  # type: ignore[union-attr]
+    by_tag = {found.group(1): job for job in jobs if (found := TAG.search(job.prompt))}
     for call in run.calls:
         job = by_tag.get(call.tag)
         if call.first_try and call.ended and job is not None and job.simulated is not None:
@@ -372,7 +372,7 @@ async def verify(
 
 
 @contextlib.contextmanager
-def stores(settings: Settings) -> Iterator[tuple[str, str]]:
+def stores() -> Iterator[tuple[str, str]]:
     """The PostgreSQL cluster and the S3 endpoint every run uses."""
     with postgres.throwaway_cluster() as server, s3.throwaway_s3() as endpoint:
         yield server, endpoint
@@ -480,7 +480,7 @@ async def bench(settings: Settings) -> list[Run]:
         f"pairs, jobs {settings.job_seconds:g} s + 0.2 s pickup, grid limit {settings.limit} "
         f"submits/s per route; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
     )
-    with stores(settings) as (pg_server, endpoint), tempfile.TemporaryDirectory() as tmp:
+    with stores() as (pg_server, endpoint), tempfile.TemporaryDirectory() as tmp:
         for api in settings.apis:
             for count in (1, 3):
                 runs.append(await one_run(api, count, settings, pg_server, endpoint, Path(tmp)))
