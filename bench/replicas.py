@@ -290,7 +290,7 @@ async def verify(
     run.check(
         "every call answered",
         not failed,
-        f"{dict(ended)} of {len(calls)}; retried after a lost replica: "
+        f"{dict(ended)} of {len(calls)}; repeated after a failed try (lost replica or error): "
         f"{sum(not c.first_try for c in calls)}"
         + (
             f"; first failure {failed[0].tag}: {failed[0].error or failed[0].state}"
