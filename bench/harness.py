@@ -1,4 +1,5 @@
-"""Shared harness of the reliability benchmarks (``load.py``, ``soak.py``, ``restart.py``).
+"""Shared harness of the reliability benchmarks (``load.py``, ``soak.py``, ``restart.py``,
+``replicas.py``).
 
 Not a benchmark itself: it starts, watches and stops the processes the benchmarks measure.
 
@@ -9,7 +10,7 @@ Not a benchmark itself: it starts, watches and stops the processes the benchmark
 - :class:`GridProcess`: the built-in fake grid (:mod:`aipg_mcp.testing`) in its own process, so
   the grid's work shares neither a process nor an event loop with the clients or the server.
   Besides the grid's own API it answers control routes under ``/_bench/``: request counts per
-  route, the jobs with their simulated times, fault injection (``grid.inject``), clearing faults
+  route, answers per route and status (the 429s it refused), the jobs with their simulated times, fault injection (``grid.inject``), clearing faults
   and finishing a job. Started as ``python bench/harness.py grid ...`` (``--help`` lists the
   knobs).
 - :class:`HealthProbe`: ``python bench/harness.py probe URL`` in its own process; it GETs
@@ -132,6 +133,7 @@ class ServerProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     loop_file: Path | None = None  # readings from inside the loop (see serve_with_readings)
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. AIPG_LEDGER_URL, AWS_*
 
     @property
     def url(self) -> str:
@@ -169,6 +171,7 @@ class ServerProcess:
             AIPG_WAIT_SECONDS=f"{self.wait_seconds:g}",
             AIPG_LOG_LEVEL=self.log_level,
         )
+        env.update(self.extra_env)
         return env
 
     def command(self) -> list[str]:
@@ -380,6 +383,11 @@ class GridProcess:
         """Requests the grid received, per route name."""
         return Counter(await self._call("GET", "counts"))
 
+    async def refused(self) -> Counter[str]:
+        """Requests the grid answered 429, per route name."""
+        answered = await self._call("GET", "answered")
+        return Counter({route: count for route, status, count in answered if status == 429})
+
     async def jobs(self) -> tuple[float, list[GridJob]]:
         """The grid's clock now, and every job it knows, oldest first."""
         answer = await self._call("GET", "jobs")
@@ -404,6 +412,9 @@ def _control_app(grid: Any) -> Any:
 
     async def counts(_: Request) -> JSONResponse:
         return JSONResponse(dict(Counter(got.route for got in grid.received)))
+
+    async def answered(_: Request) -> JSONResponse:
+        return JSONResponse([[route, status, n] for (route, status), n in grid.answered.items()])
 
     async def jobs(_: Request) -> JSONResponse:
         grid.sync()
@@ -446,6 +457,7 @@ def _control_app(grid: Any) -> Any:
     return Starlette(
         routes=[
             Route(f"{CONTROL}/counts", counts),
+            Route(f"{CONTROL}/answered", answered),
             Route(f"{CONTROL}/jobs", jobs),
             Route(f"{CONTROL}/inject", inject, methods=["POST"]),
             Route(f"{CONTROL}/clear", clear, methods=["POST"]),
@@ -474,6 +486,11 @@ def serve_grid(args: argparse.Namespace) -> int:
         grid.v1_text_concurrency = 1_000_000
     for key in args.user:
         grid.add_user(key, "bench#7", kudos=1e9, concurrency=1_000_000)
+    for limit in args.limit:
+        route, _, rate = limit.partition("=")
+        count, _, window = rate.partition("/")
+        table = grid.v1_limits if route.startswith("v1_") else grid.limits
+        table[route] = (int(count), float(window))
     control = _control_app(grid)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -621,6 +638,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--unlimited-v1", action="store_true", help="/v1: no daily quota, no concurrency cap"
     )
     grid.add_argument("--user", action="append", default=[], help="an API key to register")
+    grid.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="ROUTE=COUNT/SECONDS",
+        help="a rate limit for a route, e.g. image_async=4/1 or v1_images=8/2",
+    )
     watch = commands.add_parser("probe", help="time GETs of a URL until stdin closes")
     watch.add_argument("url")
     watch.add_argument("--interval", type=float, default=0.05)

@@ -276,15 +276,7 @@ class MediaPlace:
                 if path.is_file()
             }
         assert self.endpoint is not None
-        bucket, _, prefix = self.url.removeprefix("s3://").partition("/")
-        client = s3.client(self.endpoint)
-        listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/").get("Contents", [])
-        return {
-            item["Key"].removeprefix(f"{prefix}/"): client.get_object(
-                Bucket=bucket, Key=item["Key"]
-            )["Body"].read()
-            for item in listed
-        }
+        return s3.saved(self.endpoint, self.url)
 
 
 MEDIA_STORES = ("folder", "s3")

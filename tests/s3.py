@@ -91,6 +91,19 @@ def new_bucket(endpoint: str) -> str:
     return name
 
 
+def saved(endpoint: str, media_url: str) -> dict[str, bytes]:
+    """Every file under ``media_url`` (``s3://bucket/prefix``), by its name below the prefix
+    (``<job_id>/<id>.<ext>``), read from the store without the server."""
+    bucket, _, prefix = media_url.removeprefix("s3://").partition("/")
+    store = client(endpoint)
+    found: dict[str, bytes] = {}
+    for page in store.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+        for item in page.get("Contents", []):
+            body = store.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            found[item["Key"].removeprefix(f"{prefix}/")] = body
+    return found
+
+
 def environment(endpoint: str) -> dict[str, str]:
     """The AWS variables that point a server at this store."""
     return {

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -25,56 +22,26 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
 import pytest
 import yaml
 
 from aipg_mcp.config import SETTINGS
 from tests.conftest import Grid, running_grid
-from tests.test_transports import TOKEN, authed_client, free_port, http_process, server_env
+from tests.haproxy import CONFIG, Unavailable, balancer, find_haproxy
+from tests.test_transports import TOKEN, authed_client, http_process, server_env
 
 pytestmark = pytest.mark.anyio
 
-CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "haproxy.cfg"
 REPLICAS = 3
 SESSIONS = 9
 
 
 @pytest.fixture(scope="module")
 def haproxy() -> str:
-    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
-    if found is None:
-        pytest.skip(
-            "haproxy is not installed (on Debian: apt-get install haproxy, as .ci/run does)"
-        )
-    return found
-
-
-@contextmanager
-def balancer(haproxy: str, replicas: list[str], config: Path, log: Path) -> Iterator[str]:
-    """HAProxy with ``config`` in front of ``replicas``; its URL once it answers /health."""
-    port = free_port()
-    env = {**os.environ, "AIPG_BALANCER_BIND": f"127.0.0.1:{port}"}
-    for number, url in enumerate(replicas, start=1):
-        env[f"AIPG_REPLICA_{number}"] = url.removeprefix("http://")
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [haproxy, "-db", "-f", str(config)], env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, log.read_text()
-                time.sleep(0.05)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    try:
+        return find_haproxy()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
 
 
 @contextmanager
@@ -141,7 +108,7 @@ async def test_sessions_stay_on_the_replica_that_opened_them(
     async with running_grid("v2") as grid:
         grid.fake.rate_limits = False
         with replicas(replica_env(grid, tmp_path, postgres_url), tmp_path) as urls:
-            with balancer(haproxy, urls, CONFIG, tmp_path / "haproxy.log") as url:
+            with balancer(haproxy, urls, tmp_path / "haproxy.log") as url:
                 done, failed = await every_session(url)
             assert not failed, failed
             assert len(done) == SESSIONS
@@ -157,7 +124,7 @@ async def test_sessions_stay_on_the_replica_that_opened_them(
                     if not line.strip().startswith("stick")
                 )
             )
-            with balancer(haproxy, urls, plain, tmp_path / "plain.log") as url:
+            with balancer(haproxy, urls, tmp_path / "plain.log", plain) as url:
                 _, failed = await every_session(url)
             assert failed, "round robin kept every session: the replicas were not all reached"
             assert all("Session not found" in repr(exc) for exc in failed), failed
@@ -171,7 +138,7 @@ async def test_any_replica_answers_for_a_job_another_started(
         grid.fake.rate_limits = False
         with (
             replicas(replica_env(grid, tmp_path, postgres_url), tmp_path) as urls,
-            balancer(haproxy, urls, CONFIG, tmp_path / "haproxy.log") as url,
+            balancer(haproxy, urls, tmp_path / "haproxy.log") as url,
         ):
             async with authed_client(url, "legacy") as client:
                 started = await client.call_tool(

@@ -312,8 +312,14 @@ async def test_image_status_rate_limit(fake: FakeGrid, client: httpx.AsyncClient
     assert limited.headers["x-ratelimit-remaining"] == "0"
     assert int(limited.headers["x-ratelimit-reset"]) > 0
     assert fake.count("image_status") == 11
+    assert fake.refused("image_status") == fake.refused() == 1
     fake.advance(60)
     assert (await client.get(f"/v2/generate/status/{job_id}")).status_code == 200
+    fake.inject("image_status", 429, retry_after=3)
+    injected = await client.get(f"/v2/generate/status/{job_id}")
+    assert injected.status_code == 429 and injected.headers["retry-after"] == "3"
+    assert fake.refused("image_status") == 2 and fake.refused("image_async") == 0
+    assert fake.answered[("image_status", 200)] == 11
 
 
 async def test_kudos_upfront_for_anonymous_big_image(

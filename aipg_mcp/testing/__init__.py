@@ -113,7 +113,10 @@ Breaking the network: :meth:`FakeGrid.inject` makes the next requests to a route
 a status (``after=True``: once the route has run, as the real v2 server answers 500 when a write
 fails after it queued the request), answer HTML, drop the connection mid-body or answer
 truncated JSON;
-:meth:`FakeGrid.clear_faults` ends that. Every request is recorded in ``grid.received``. To break
+:meth:`FakeGrid.clear_faults` ends that. Every request is recorded in ``grid.received``, and the
+status it was answered with in ``grid.answered`` (:meth:`FakeGrid.refused` counts the 429s:
+rate limits, quotas, concurrency caps and injected ones; an injected 429 carries
+``Retry-After`` when given ``retry_after``). To break
 the result downloads apart from the API (the real grids serve them from other hosts), serve them
 on a second port with :func:`serve_media_host` and point ``grid.media_origin`` at it.
 

@@ -15,7 +15,7 @@ import logging
 import random
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -112,7 +112,8 @@ class FakeGrid(Simulation, Catalog):
     v1_audio_enabled=True)`` brings every media route online).
 
     State to inspect: ``jobs`` (request id -> :class:`FakeJob`, both APIs; :meth:`v1_jobs`),
-    ``received`` (every request), ``faults`` (armed :class:`Fault` objects), ``store`` (result
+    ``received`` (every request), ``answered`` ((route, status) -> answers; :meth:`refused`
+    reads the 429s), ``faults`` (armed :class:`Fault` objects), ``store`` (result
     images), ``base_url`` (the ``/api`` base) and ``root_url`` (the ``/v1`` host).
     """
 
@@ -170,6 +171,7 @@ class FakeGrid(Simulation, Catalog):
         self.image_models: dict[str, int] = dict(DEFAULT_IMAGE_MODELS)
         self.jobs: dict[str, FakeJob] = {}
         self.received: list[Received] = []
+        self.answered: Counter[tuple[str, int]] = Counter()
         self.limits: dict[str, tuple[int, float]] = dict(DEFAULT_LIMITS)
         self.faults = FaultBook()
         self.limiter = RateLimiter()
@@ -233,9 +235,19 @@ class FakeGrid(Simulation, Catalog):
         """How many recorded requests went to ``route``."""
         return sum(1 for received in self.received if received.route == route)
 
+    def refused(self, route: str | None = None) -> int:
+        """How many requests (to ``route``, or to any route) were answered 429: the grid's
+        rate limits, its quotas and concurrency caps, and injected 429 faults alike."""
+        return sum(
+            count
+            for (name, status), count in self.answered.items()
+            if status == 429 and route in (None, name)
+        )
+
     def reset_received(self) -> None:
-        """Forget the recorded requests."""
+        """Forget the recorded requests and their answers."""
         self.received.clear()
+        self.answered.clear()
 
     # ------------------------------------------------------------------------ fault injection
 

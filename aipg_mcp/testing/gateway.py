@@ -2,7 +2,9 @@
 
 :class:`Gateway` is a pure ASGI middleware. For every HTTP request it
 
-1. records it in ``grid.received`` (route name, method, path, lowercased headers, JSON body);
+1. records it in ``grid.received`` (route name, method, path, lowercased headers, JSON body),
+   and the status it is answered with in ``grid.answered`` (counted per route and status, so a
+   test reads how many calls the grid refused with 429, whoever refused them);
 2. answers 410 for ``/api/v2`` when ``grid.retired`` is set (like AIPG's nginx since July 2026),
    and for ``/api/v2`` and ``/v2`` when the grid does not serve ``"v2"`` (``grid.apis``);
 3. answers the HTML 404 of an unknown route for ``/v1``, ``/health`` and ``/media`` when the grid
@@ -295,6 +297,7 @@ class Gateway:
         if v1_unserved:
             route = ""
         self._record(scope, route, body)
+        send = self._counted(route, send)
         replay = _replay(body, receive)
         if self._gone(path):
             gone = {"status": "gone", "message": RETIRED_MESSAGE}
@@ -338,6 +341,16 @@ class Gateway:
                 query=scope.get("query_string", b"").decode("latin-1"),
             )
         )
+
+    def _counted(self, route: str, send: Send) -> Send:
+        """Count the answer's status in ``grid.answered`` as it starts."""
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.grid.answered[(route, int(message["status"]))] += 1
+            await send(message)
+
+        return counted
 
     def _check_limit(self, scope: Scope, route: str) -> Rejection | None:
         """Count the request against its route's limit, if it has one."""
