@@ -144,7 +144,8 @@ class Attempts:
     says stop.
 
     Each try first waits out a rate limit held on ``scope`` (one this process or another sharing
-    ``holds`` ran into), and a 429 with a short ``Retry-After`` holds the scope for every caller;
+    ``holds`` ran into), and a 429 holds the scope for every caller for its short
+    ``Retry-After``, or for the backoff this call waits when it names none;
     a hold longer than the policy's time left raises at once, without sending.
     """
 
@@ -180,15 +181,17 @@ class Attempts:
         await anyio.sleep(left)
 
     async def failed(self, error: GridError) -> None:
+        delay = self.on(error, self.number, self.policy)
         if (
             self.holds is not None
             and isinstance(error, RateLimited)
             and error.rc != "TooManyPrompts"
-            and error.retry_after
-            and error.retry_after <= MAX_SHARED_HOLD_SECONDS
         ):
-            await self.holds.hold(self.scope, time.time() + error.retry_after)
-        delay = self.on(error, self.number, self.policy)
+            # A 429 without Retry-After (AI Power Grid's /v1 limiter names no time) holds the
+            # scope for the backoff this call waits, so other callers do not hit it meanwhile.
+            hold = error.retry_after or delay
+            if hold and hold <= MAX_SHARED_HOLD_SECONDS:
+                await self.holds.hold(self.scope, time.time() + hold)
         elapsed = time.monotonic() - self.started
         if (
             delay is None
