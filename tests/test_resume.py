@@ -5,6 +5,8 @@ with ``Last-Event-ID`` and still gets its tool result, from events kept in the j
   priming event (an id and ``retry``), a generate call cut after its first progress event is
   finished by a ``GET`` with ``Last-Event-ID`` and ``Mcp-Session-Id``, once on the grid, and one
   session cannot replay another's events.
+- The TypeScript client 2.x, its connection cut mid-call by a relay, reconnects by itself and
+  gets the result.
 - The event store over each ledger store (sqlite and PostgreSQL): sessions kept apart, streams
   replayed in order, old events pruned.
 """
@@ -13,18 +15,22 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from anyio.abc import SocketStream
 from mcp.server.streamable_http import EventMessage
 from mcp_types import JSONRPCNotification, JSONRPCResponse
 
 from aipg_mcp.server.events import EventScope, LedgerEventStore
-from tests.conftest import Grid, LedgerStore
+from tests.conftest import API_KEY, Grid, LedgerStore
 from tests.test_transports import TOKEN, http_process, server_env
 
 pytestmark = pytest.mark.anyio
@@ -195,6 +201,89 @@ async def test_a_session_cannot_resume_another_sessions_stream(
     mine = await first.resume(str(cut[0].id), request_id=2)
     answer = mine[-1].message
     assert answer is not None and answer["result"]["structuredContent"]["state"] == "done"
+
+
+# ------------------------------------------------------------------- the TypeScript client
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+
+
+@asynccontextmanager
+async def cutting_relay(target: str) -> AsyncIterator[tuple[str, Callable[[], int]]]:
+    """A TCP relay to ``target`` (``http://host:port``): its URL, and a function that cuts
+    every connection open through it and says how many it cut."""
+    host, port = target.removeprefix("http://").rsplit(":", 1)
+    live: set[anyio.CancelScope] = set()
+
+    async def relay(client: SocketStream) -> None:
+        async with client, await anyio.connect_tcp(host, int(port)) as upstream:
+
+            async def pipe(source: SocketStream, sink: SocketStream) -> None:
+                async for chunk in source:
+                    await sink.send(chunk)
+                scope.cancel()
+
+            with anyio.CancelScope() as scope:
+                live.add(scope)
+                try:
+                    async with anyio.create_task_group() as pipes:
+                        pipes.start_soon(pipe, client, upstream)
+                        pipes.start_soon(pipe, upstream, client)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    pass
+                finally:
+                    live.discard(scope)
+
+    def cut() -> int:
+        cutting = list(live)
+        for scope in cutting:
+            scope.cancel()
+        return len(cutting)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener, anyio.create_task_group() as tasks:
+        tasks.start_soon(listener.serve, relay)
+        yield f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}", cut
+        tasks.cancel_scope.cancel()
+
+
+async def test_the_typescript_client_resumes_a_cut_call(
+    grid: Grid, served: str, tmp_path: Path
+) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not on PATH: the TypeScript client test needs Node.js")
+    if not (JS_DIR / "node_modules" / "@modelcontextprotocol" / "client").is_dir():
+        pytest.skip("@modelcontextprotocol/client is not installed: run `npm ci --prefix tests/js`")
+    env = {**os.environ, "AIPG_MCP_AUTH_TOKEN": TOKEN}
+    argv = [node, str(JS_DIR / "resume_client.mjs")]
+    prompt = "a lighthouse [fake:seconds=4]"
+    output: list[str] = []
+
+    async def call(url: str) -> None:
+        done = await anyio.run_process(
+            [*argv, f"{url}/mcp", "--prompt", prompt], env=env, check=False
+        )
+        output.append(done.stdout.decode())
+        assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()[-3000:]
+
+    async with cutting_relay(served) as (url, cut):
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(call, url)
+                while grid.submits("image") == 0:
+                    await anyio.sleep(0.05)
+                await anyio.sleep(0.5)  # the priming event and some progress are through
+                assert cut() >= 1
+
+    out = output[0]
+    assert out.startswith("protocol 2025-11-25\n"), out
+    lines = out.splitlines()
+    broke = next(i for i, line in enumerate(lines) if line.startswith("error "))
+    assert "result done" in lines[broke:], out
+    assert any(line.startswith("progress ") for line in lines[broke:]), out
+    assert API_KEY not in out
+    assert await grid.settled_submits("image") == 1
 
 
 # ------------------------------------------------------------------------- the store itself
