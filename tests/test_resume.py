@@ -129,17 +129,24 @@ class Session:
         return received
 
     async def resume(self, last_event_id: str, request_id: int) -> list[Event]:
-        """``GET`` with ``Last-Event-ID``: the events up to the answer to ``request_id``."""
+        """``GET`` with ``Last-Event-ID`` until the answer to ``request_id`` arrives: the events
+        received. A stream that ends first is reopened after a second from the last id seen,
+        as SSE clients do (the server may not yet have noticed that the cut stream is gone)."""
         received: list[Event] = []
-        headers = self.headers(**{"Last-Event-ID": last_event_id, "Accept": "text/event-stream"})
-        async with self.http.stream("GET", self.url, headers=headers) as r:
-            assert r.status_code == 200, await r.aread()
-            async for event in events(r):
-                received.append(event)
-                message = event.message
-                if message is not None and message.get("id") == request_id:
-                    break
-        return received
+        for _ in range(5):
+            headers = self.headers(
+                **{"Last-Event-ID": last_event_id, "Accept": "text/event-stream"}
+            )
+            async with self.http.stream("GET", self.url, headers=headers) as r:
+                assert r.status_code == 200, await r.aread()
+                async for event in events(r):
+                    received.append(event)
+                    last_event_id = event.id or last_event_id
+                    message = event.message
+                    if message is not None and message.get("id") == request_id:
+                        return received
+            await anyio.sleep(1)
+        raise AssertionError(f"no answer to request {request_id} after five resumes: {received}")
 
 
 @pytest.fixture
