@@ -6,6 +6,8 @@
 - 2026-era requests carry no session and may land anywhere.
 - A job started through one replica is answered by the others: its record is in the shared
   ledger, and the grid saw one submit.
+- A call whose stream is cut resumes through the balancer: the ``GET`` with ``Last-Event-ID``
+  reaches the replica holding the session, and each call gets its result.
 
 The balancer is Debian's ``haproxy`` (``.ci/run`` installs it); without it, or without
 PostgreSQL, the tests skip and say what is missing.
@@ -22,12 +24,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import httpx
 import pytest
 import yaml
 
 from aipg_mcp.config import SETTINGS
 from tests.conftest import Grid, running_grid
 from tests.haproxy import CONFIG, Unavailable, balancer, find_haproxy
+from tests.test_resume import Session
 from tests.test_transports import TOKEN, authed_client, http_process, server_env
 
 pytestmark = pytest.mark.anyio
@@ -160,6 +164,38 @@ async def test_any_replica_answers_for_a_job_another_started(
         assert all(len(r["images"]) == 1 for r in reports), reports
         assert {r["images"][0]["id"] for r in reports} == {reports[0]["images"][0]["id"]}
         assert await grid.settled_submits("image") == 1
+
+
+@pytest.mark.slow
+async def test_a_cut_call_resumes_through_the_balancer(
+    haproxy: str, postgres_url: str, tmp_path: Path
+) -> None:
+    async with running_grid("v2") as grid:
+        grid.fake.rate_limits = False
+        with (
+            replicas(replica_env(grid, tmp_path, postgres_url), tmp_path) as urls,
+            balancer(haproxy, urls, tmp_path / "haproxy.log") as url,
+        ):
+            results: list[dict[str, Any]] = []
+
+            async def cut_and_resume(number: int) -> None:
+                headers = {"Authorization": f"Bearer {TOKEN}"}
+                async with httpx.AsyncClient(headers=headers, timeout=60) as http:
+                    session = Session(http, url)
+                    await session.open()
+                    arguments = {"prompt": f"a lighthouse {number} [fake:seconds=2]"}
+                    cut = await session.call_until("generate_image", arguments, cut_after=1)
+                    assert cut[-1].id
+                    after = await session.resume(cut[-1].id, request_id=2)
+                    results.append(after[-1].message or {})
+
+            # Several sessions, so round robin would send some resuming GET astray.
+            async with anyio.create_task_group() as tasks:
+                for number in range(REPLICAS * 2):
+                    tasks.start_soon(cut_and_resume, number)
+        states = [r.get("result", {}).get("structuredContent", {}).get("state") for r in results]
+        assert states == ["done"] * REPLICAS * 2, results
+        assert await grid.settled_submits("image") == REPLICAS * 2
 
 
 # -------------------------------------------------------- deploy/compose.yaml, kept in step

@@ -5,6 +5,9 @@ every client. Loopback by default; any other bind address needs a bearer token (
 to start without one), unless ``AIPG_MCP_TRUST_PROXY=1`` says an authenticating proxy (such as
 Smithery's gateway) stands in front and is the only way in.
 
+With an event store (:mod:`aipg_mcp.server.events`, kept in the job ledger) a 2025-era client
+whose stream broke resumes it with ``Last-Event-ID``.
+
 Requests to ``/mcp`` may carry a per-session configuration in their query string (Smithery's
 ``?apiKey=...&baseUrl=...`` or base64 ``config``); see :mod:`aipg_mcp.server.sessions`.
 """
@@ -25,10 +28,13 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from aipg_mcp import __version__
 from aipg_mcp.config import TRUST_PROXY_ENV, Settings
+from aipg_mcp.server.events import RETRY_MS, EventScope, LedgerEventStore
+from aipg_mcp.server.ledger import open_ledger
 from aipg_mcp.server.sessions import MCP_PATH, SessionConfigMiddleware
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.streamable_http import EventStore
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -94,8 +100,10 @@ def transport_security(settings: Settings) -> TransportSecuritySettings | None:
     return TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
-def build_http_app(mcp: MCPServer[AppState], settings: Settings) -> ASGIApp:
-    """The ASGI app serving ``/mcp`` and ``/health``."""
+def build_http_app(
+    mcp: MCPServer[AppState], settings: Settings, events: EventStore | None = None
+) -> ASGIApp:
+    """The ASGI app serving ``/mcp`` and ``/health``; its streams resumable with ``events``."""
     from starlette.responses import JSONResponse
 
     @mcp.custom_route(HEALTH_PATH, methods=["GET"])  # type: ignore[untyped-decorator]
@@ -107,7 +115,11 @@ def build_http_app(mcp: MCPServer[AppState], settings: Settings) -> ASGIApp:
         streamable_http_path=MCP_PATH,
         transport_security=transport_security(settings),
         max_request_body_size=MAX_REQUEST_BYTES,
+        event_store=events,
+        retry_interval=None if events is None else RETRY_MS,
     )
+    if events is not None:
+        app = EventScope(app, MCP_PATH)
     app = SessionConfigMiddleware(app, MCP_PATH, grid_allowed=settings.session_may_use)
     if settings.auth_token is not None:
         app = BearerAuth(app, settings.auth_token.get_secret_value())
@@ -176,7 +188,8 @@ async def serve_http(
     configured host and port."""
     if sockets is None:
         sockets = bind_sockets(settings.host, settings.port)
-    app = build_http_app(mcp, settings)
+    events = LedgerEventStore(open_ledger(settings))
+    app = build_http_app(mcp, settings, events)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -200,4 +213,7 @@ async def serve_http(
             type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
 
-    await _Server(config, started).serve(sockets=sockets)
+    try:
+        await _Server(config, started).serve(sockets=sockets)
+    finally:
+        await events.ledger.aclose()

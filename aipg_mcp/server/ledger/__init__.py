@@ -1,11 +1,12 @@
 """The job ledger: every job the server submitted, and what lets server processes share them.
 
 The ledger lets results survive a restart and lets a repeated identical call find the job it
-already paid for instead of submitting (and billing) it again. :class:`Ledger` is what every
-store does; :func:`open_ledger` picks the store the settings name: a sqlite file in the data
-folder by default (:mod:`.sqlite`), or a PostgreSQL database several replicas share
-(:mod:`.postgres`, when ``AIPG_LEDGER_URL`` names one). Neither store's driver is imported
-before it is used.
+already paid for instead of submitting (and billing) it again; it also keeps the recent events
+of the HTTP sessions' streams, so a client that lost its connection resumes where it was.
+:class:`Ledger` is what every store does; :func:`open_ledger` picks the store the settings
+name: a sqlite file in the data folder by default (:mod:`.sqlite`), or a PostgreSQL database
+several replicas share (:mod:`.postgres`, when ``AIPG_LEDGER_URL`` names one). Neither store's
+driver is imported before it is used.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aipg_mcp.server.ledger.records import (
     JobRecord,
     Lease,
     LedgerError,
+    StreamEvent,
     fingerprint,
     stored_params,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "Lease",
     "Ledger",
     "LedgerError",
+    "StreamEvent",
     "fingerprint",
     "key_identity",
     "open_ledger",

@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState, Submission
-from aipg_mcp.server.ledger.records import Claim, JobRecord, Lease, dumps, merge
+from aipg_mcp.server.ledger.records import Claim, JobRecord, Lease, StreamEvent, dumps, merge
 
 Clock = Callable[[], float]
 
@@ -31,8 +31,8 @@ log = logging.getLogger("aipg_mcp.server")
 
 
 class Ledger(ABC):
-    """Every job the server submitted, and the claims, leases and rate-limit holds that let
-    several server processes share the work.
+    """Every job the server submitted, the claims, leases and rate-limit holds that let
+    several server processes share the work, and the events of the HTTP sessions' streams.
 
     A store opens lazily: nothing touches the disk or the network until the first call.
     """
@@ -201,6 +201,23 @@ class Ledger(ABC):
         until = await self._rate_limit(scope)
         return until if until is not None and until > self._clock() else None
 
+    # ------------------------------------------------------------------------ stream events
+
+    async def add_event(self, session: str, stream: str, data: str | None) -> int:
+        """Keep one event of a session's SSE stream (``data`` the JSON-RPC message as sent, None
+        for a priming event) and return its number."""
+        return await self._add_event(session, stream, data, self._clock())
+
+    @abstractmethod
+    async def events_after(self, session: str, number: int) -> tuple[str, list[StreamEvent]] | None:
+        """The stream of ``session``'s event ``number`` and that stream's later events, oldest
+        first; None if the session has no such event (never kept, another session's, or
+        pruned)."""
+
+    async def prune_events(self, older_than: float) -> int:
+        """Drop the events kept more than ``older_than`` seconds ago; how many went."""
+        return await self._prune_events(self._clock() - older_than)
+
     # ------------------------------------------------------------------------ lifetime
 
     @abstractmethod
@@ -246,6 +263,12 @@ class Ledger(ABC):
 
     @abstractmethod
     async def _rate_limit(self, scope: str) -> float | None: ...
+
+    @abstractmethod
+    async def _add_event(self, session: str, stream: str, data: str | None, now: float) -> int: ...
+
+    @abstractmethod
+    async def _prune_events(self, before: float) -> int: ...
 
 
 @asynccontextmanager

@@ -28,6 +28,7 @@ from aipg_mcp.server.ledger.records import (
     JobRecord,
     Lease,
     LedgerError,
+    StreamEvent,
     changed_row,
     from_row,
     to_row,
@@ -163,6 +164,24 @@ class PostgresLedger(Ledger):
                 (scope, until),
             )
 
+    async def events_after(self, session: str, number: int) -> tuple[str, list[StreamEvent]] | None:
+        async with self._connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT stream FROM events WHERE seq = %s AND session = %s", (number, session)
+                )
+            ).fetchone()
+            if row is None:
+                return None
+            rows = await (
+                await conn.execute(
+                    "SELECT seq, data FROM events WHERE session = %s AND stream = %s AND seq > %s "
+                    "ORDER BY seq",
+                    (session, row[0], number),
+                )
+            ).fetchall()
+        return str(row[0]), [StreamEvent(int(seq), data) for seq, data in rows]
+
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -255,6 +274,23 @@ class PostgresLedger(Ledger):
                 await conn.execute("SELECT until FROM rate_limits WHERE scope = %s", (scope,))
             ).fetchone()
         return None if row is None else float(row[0])
+
+    async def _add_event(self, session: str, stream: str, data: str | None, now: float) -> int:
+        async with self._connection() as conn:
+            row = await (
+                await conn.execute(
+                    "INSERT INTO events (session, stream, data, created_at) "
+                    "VALUES (%s, %s, %s, %s) RETURNING seq",
+                    (session, stream, data, now),
+                )
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def _prune_events(self, before: float) -> int:
+        async with self._connection() as conn:
+            cursor = await conn.execute("DELETE FROM events WHERE created_at < %s", (before,))
+            return cursor.rowcount
 
     # ------------------------------------------------------------------------ connections
 

@@ -86,6 +86,15 @@ class Lease:
         return self.owner == owner and self.expires_at > now
 
 
+@dataclass(frozen=True)
+class StreamEvent:
+    """One kept event of an HTTP session's SSE stream: its number (which grows with every event
+    the ledger keeps) and the JSON-RPC message as sent, or None for a priming event."""
+
+    number: int
+    data: str | None
+
+
 def fingerprint(kind: JobKind, grid: str, params: Mapping[str, Any], identity: str) -> str:
     """A stable hash of a request, so an identical repeated call can be recognised.
 

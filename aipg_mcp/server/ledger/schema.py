@@ -3,12 +3,13 @@
 Both stores number the versions alike and apply the steps a ledger lacks, in order, when they
 open it; a ledger written by a newer version is refused. Version 1 holds the jobs, version 2
 their owners (a hash of the API key), version 3 the claims, leases and rate-limit holds that
-let several server processes share one ledger.
+let several server processes share one ledger, version 4 the events of the HTTP sessions' SSE
+streams, which a client that lost its connection resumes from.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SQLITE_STEPS: tuple[str, ...] = (
     """
@@ -51,6 +52,17 @@ SQLITE_STEPS: tuple[str, ...] = (
         scope TEXT PRIMARY KEY NOT NULL,
         until REAL NOT NULL
     );
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        session    TEXT NOT NULL,
+        stream     TEXT NOT NULL,
+        data       TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS events_stream ON events (session, stream, seq);
+    CREATE INDEX IF NOT EXISTS events_created ON events (created_at);
     """,
 )
 
@@ -97,6 +109,17 @@ POSTGRES_STEPS: tuple[str, ...] = (
         scope TEXT PRIMARY KEY NOT NULL,
         until DOUBLE PRECISION NOT NULL
     );
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        seq        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        session    TEXT NOT NULL,
+        stream     TEXT NOT NULL,
+        data       TEXT,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS events_stream ON events (session, stream, seq);
+    CREATE INDEX IF NOT EXISTS events_created ON events (created_at);
     """,
 )
 

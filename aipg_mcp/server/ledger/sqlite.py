@@ -27,6 +27,7 @@ from aipg_mcp.server.ledger.records import (
     JobRecord,
     Lease,
     LedgerError,
+    StreamEvent,
     changed_row,
     from_row,
     to_row,
@@ -106,6 +107,20 @@ class SqliteLedger(Ledger):
                 "DO UPDATE SET until = max(until, excluded.until)",
                 (scope, until),
             )
+
+    async def events_after(self, session: str, number: int) -> tuple[str, list[StreamEvent]] | None:
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                "SELECT stream FROM events WHERE seq = ? AND session = ?", (number, session)
+            ).fetchone()
+            if row is None:
+                return None
+            rows = conn.execute(
+                "SELECT seq, data FROM events WHERE session = ? AND stream = ? AND seq > ? "
+                "ORDER BY seq",
+                (session, row[0], number),
+            ).fetchall()
+        return str(row[0]), [StreamEvent(int(seq), data) for seq, data in rows]
 
     async def aclose(self) -> None:
         self.close()
@@ -196,6 +211,19 @@ class SqliteLedger(Ledger):
         with self._transaction(write=False) as conn:
             row = conn.execute("SELECT until FROM rate_limits WHERE scope = ?", (scope,)).fetchone()
         return None if row is None else float(row[0])
+
+    async def _add_event(self, session: str, stream: str, data: str | None, now: float) -> int:
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO events (session, stream, data, created_at) VALUES (?, ?, ?, ?)",
+                (session, stream, data, now),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    async def _prune_events(self, before: float) -> int:
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM events WHERE created_at < ?", (before,)).rowcount
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
