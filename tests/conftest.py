@@ -24,7 +24,7 @@ import aipg_mcp
 from aipg_mcp.config import Settings
 from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.options import GridOptions
-from aipg_mcp.grid.transport import RetryPolicy
+from aipg_mcp.grid.retries import RetryPolicy
 from aipg_mcp.server.ledger import Clock, Ledger
 from aipg_mcp.server.ledger.postgres import PostgresLedger
 from aipg_mcp.server.ledger.sqlite import SqliteLedger

@@ -62,8 +62,9 @@ from aipg_mcp.grid.aipg.backend import AipgV1Backend
 from aipg_mcp.grid.base import GridBackend
 from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.options import GridOptions, PollPolicy
+from aipg_mcp.grid.retries import RetryPolicy
 from aipg_mcp.grid.select import BackendSelector
-from aipg_mcp.grid.transport import RetryPolicy, Timeouts
+from aipg_mcp.grid.transport import Timeouts
 from aipg_mcp.grid.waiting import MIN_CALL_SECONDS
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.http import build_http_app

@@ -16,8 +16,9 @@ from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.jobs import JobKind, JobProgress, JobResult, JobState
 from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.requests import CaptionRequest, ImageRequest, ModelType, TextRequest
+from aipg_mcp.grid.retries import RetryPolicy
 from aipg_mcp.grid.select import BackendSelector, split_base_url
-from aipg_mcp.grid.transport import USER_AGENT, RetryPolicy
+from aipg_mcp.grid.transport import USER_AGENT
 from aipg_mcp.grid.waiting import wait_for_job
 from aipg_mcp.testing import FakeGrid, serve_fake_grid
 

@@ -26,9 +26,9 @@ from aipg_mcp.grid.horde.backend import HordeV2Backend
 from aipg_mcp.grid.jobs import JobResult, JobState
 from aipg_mcp.grid.options import GridOptions
 from aipg_mcp.grid.requests import ImageRequest
+from aipg_mcp.grid.retries import RetryPolicy
 from aipg_mcp.grid.select import BackendSelector
 from aipg_mcp.grid.sharing import rate_scope
-from aipg_mcp.grid.transport import RetryPolicy
 from aipg_mcp.server.delivery import Delivery
 from aipg_mcp.server.ledger import Ledger
 from aipg_mcp.server.media import open_media_store

@@ -13,7 +13,8 @@ import pytest
 
 from aipg_mcp.grid import errors
 from aipg_mcp.grid.horde.errors import error_from_response
-from aipg_mcp.grid.transport import GridTransport, RetryPolicy
+from aipg_mcp.grid.retries import RetryPolicy
+from aipg_mcp.grid.transport import GridTransport
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aipg_mcp.grid.transport import RetryPolicy, Timeouts
+from aipg_mcp.grid.retries import RetryPolicy
+from aipg_mcp.grid.transport import Timeouts
 
 if TYPE_CHECKING:
     import httpx
