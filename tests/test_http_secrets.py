@@ -323,11 +323,12 @@ async def test_a_full_run_leaves_no_secret_in_responses_logs_ledger_or_files(
     responses = b"\n".join(sink).decode("utf-8", "replace")
     assert text["job_id"] in responses and image["job_id"] in responses  # the recording works
     assert era == "auto" or "event: message" in responses
-    rows = ledger_rows(tmp_path / "data" / "jobs.sqlite3")
+    tables = ledger_rows(tmp_path / "data" / "jobs.sqlite3")
     # text, image, the cancelled text and the session's text; v2 also the caption. The refused
     # calls left no row.
-    assert len(rows) == (5 if grid.api == "v2" else 4), rows
-    assert any(text["job_id"] in row for row in rows)
+    assert len(tables["jobs"]) == (5 if grid.api == "v2" else 4), tables["jobs"]
+    assert any(text["job_id"] in row for row in tables["jobs"])
+    rows = [row for table in tables.values() for row in table]
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p != log_path]
     assert any(p.name == "jobs.sqlite3" for p in files)
     assert any(p.suffix == ".webp" for p in files)
@@ -345,8 +346,11 @@ async def test_a_full_run_leaves_no_secret_in_responses_logs_ledger_or_files(
             assert secret.encode() not in path.read_bytes(), f"the {name} is in {path}"
 
 
-def ledger_rows(path: Path) -> list[str]:
-    """Every row of every table of the ledger, as text."""
+def ledger_rows(path: Path) -> dict[str, list[str]]:
+    """Every row of every table of the ledger, as text, by table."""
     with closing(sqlite3.connect(path)) as db:
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return [repr(row) for table in tables for row in db.execute(f'SELECT * FROM "{table}"')]
+        return {
+            table: [repr(row) for row in db.execute(f'SELECT * FROM "{table}"')]
+            for table in tables
+        }
