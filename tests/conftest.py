@@ -55,8 +55,15 @@ _CANCEL_ROUTES = {"text": "text_cancel", "image": "image_cancel", "caption": "in
 
 
 # The suite runs on several workers (pytest-xdist, see pyproject.toml). The Node.js client tests
-# are the longest: they start first, then the property tests, then the rest.
-_LONGEST = ("test_real_clients.py", "test_properties.py")
+# are the longest: they start first, then the replicas behind HAProxy, the browser, the property
+# tests, then the rest.
+_LONGEST = (
+    "test_real_clients.py",
+    "test_replica_bench.py",
+    "test_balancer.py",
+    "test_app_view.py",
+    "test_properties.py",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
