@@ -7,36 +7,35 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-import anyio
-import httpx2
 import pytest
 from mcp import Client
-from mcp.client.extension import advertise
-from mcp.client.streamable_http import streamable_http_client
-from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+from mcp.server.apps import APP_MIME_TYPE
 from PIL import Image
 
 from aipg_mcp.config import Settings
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.job_view import VIEW_URI, view_html
 from tests.conftest import Grid, running_grid
-from tests.test_real_clients import TOKEN, http_server
+from tests.view_host import (
+    APPS,
+    ESBUILD,
+    IMAGES_READY,
+    LUMINANCE,
+    ROOT,
+    Host,
+    apps_client,
+    browser_missing,
+    browser_page,
+    host_script,
+    shot,
+)
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
-JS_MODULES = ROOT / "tests" / "js" / "node_modules"
-ESBUILD = JS_MODULES / ".bin" / "esbuild"
-CHROMIUM = Path(os.environ.get("AIPG_TEST_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("AIPG_TEST_ARTIFACTS", ROOT / "tests" / "artifacts"))
 ERAS = ["legacy", "2026-07-28"]
 VIEWED = {
     "generate_text",
@@ -47,7 +46,6 @@ VIEWED = {
     "generate_3d",
     "get_status",
 }
-APPS = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
 
 
 @pytest.mark.parametrize("era", ERAS)
@@ -166,113 +164,19 @@ def test_the_shipped_view_is_built_from_its_sources(tmp_path: Path) -> None:
 # --- in a browser --------------------------------------------------------------------------
 
 
-def browser_missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set AIPG_TEST_CHROMIUM)"
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        return "Playwright for Python is not installed (pip install -e '.[test]')"
-    if not ESBUILD.exists() or not (JS_MODULES / "@modelcontextprotocol" / "ext-apps").exists():
-        return "the test host needs `npm ci --prefix tests/js` (ext-apps AppBridge, esbuild)"
-    return None
-
-
-def host_script() -> str:
-    """The test host (tests/app_host/host.js) bundled with the ext-apps AppBridge."""
-    done = subprocess.run(
-        [
-            str(ESBUILD),
-            str(ROOT / "tests" / "app_host" / "host.js"),
-            "--bundle",
-            "--format=iife",
-            "--platform=browser",
-            "--minify",
-        ],
-        env={**os.environ, "NODE_PATH": str(JS_MODULES)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout.replace("</script", "<\\/script")
-
-
-def wire(result: Any) -> dict[str, Any]:
-    return dict(result.model_dump(mode="json", by_alias=True, exclude_none=True))
-
-
-class Host:
-    """One host page showing the view for one tool result, its calls forwarded to aipg-mcp."""
-
-    def __init__(self, page: Any, client: Client) -> None:
-        self.page = page
-        self.client = client
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    async def forward(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append((method, params))
-        if method == "tools/call":
-            return wire(await self.client.call_tool(params["name"], params.get("arguments") or {}))
-        return wire(await self.client.read_resource(params["uri"]))
-
-    async def show(self, script: str, tool_input: dict[str, Any], result: Any, theme: str) -> Any:
-        await self.page.expose_function("pyCall", self.forward)
-        await self.page.set_content(f"<!doctype html><body><script>{script}</script></body>")
-        html = (await self.client.read_resource(VIEW_URI)).contents[0].text  # type: ignore[union-attr]
-        await self.page.evaluate(
-            "args => startHost(args)",
-            {"html": html, "toolInput": tool_input, "toolResult": wire(result), "theme": theme},
-        )
-        frame = None
-        with anyio.fail_after(10):
-            while frame is None:
-                frame = next((f for f in self.page.frames if f is not self.page.main_frame), None)
-                await anyio.sleep(0.02)
-        return frame
-
-    def tool_calls(self, name: str) -> int:
-        return sum(
-            1 for method, params in self.calls if method == "tools/call" and params["name"] == name
-        )
-
-
-@asynccontextmanager
-async def browser_page() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        try:
-            page = await browser.new_page(viewport={"width": 800, "height": 900})
-            page.set_default_timeout(20_000)
-            yield page
-        finally:
-            await browser.close()
-
-
-@asynccontextmanager
-async def apps_client(grid: Grid, where: Path) -> AsyncIterator[Client]:
-    async with http_server(grid, where) as url:
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-        client = Client(streamable_http_client(url, http_client=http), extensions=[APPS])  # type: ignore[arg-type]
-        async with client:
-            yield client
-
-
-IMAGES_READY = """() => {
-    const images = [...document.querySelectorAll('#gallery img')];
-    return images.length === %d && images.every(i => i.complete && i.naturalWidth > 0);
+# The focused element's outline, and the other shown actions' outlines.
+FOCUS_RINGS = """() => {
+    const ring = e => ({
+        visible: e.matches(':focus-visible'),
+        outline: getComputedStyle(e).outlineStyle,
+        width: parseFloat(getComputedStyle(e).outlineWidth),
+    });
+    const shown = [...document.querySelectorAll('#actions button')].filter(b => !b.hidden);
+    return {
+        [document.activeElement.id]: ring(document.activeElement),
+        others: shown.filter(b => b !== document.activeElement).map(ring),
+    };
 }"""
-
-
-async def shot(page: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"app-view-{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 @pytest.mark.slow
@@ -313,12 +217,10 @@ async def test_the_view_in_a_browser(tmp_path: Path) -> None:
             assert sizes and sizes[-1]["params"]["height"] > 300
             await shot(page, "light")
 
-            # The host's dark theme changes the view's colours.
-            light = await view.evaluate("getComputedStyle(document.body).backgroundColor")
+            # The host's light theme, then its dark one, on the view's background.
+            assert await view.evaluate(LUMINANCE, "body") > 0.8
             await page.evaluate("bridge.setHostContext({theme: 'dark', displayMode: 'inline'})")
-            await view.wait_for_function(
-                f"getComputedStyle(document.body).backgroundColor !== {json.dumps(light)}"
-            )
+            await view.wait_for_function(f"({LUMINANCE})('body') < 0.05")
             await shot(page, "dark")
 
             # Keyboard only: choose image 2, then ask for variations.
@@ -338,6 +240,11 @@ async def test_the_view_in_a_browser(tmp_path: Path) -> None:
                     break
                 await page.keyboard.press("Tab")
             assert await view.evaluate("document.activeElement.id") == "vary"
+            # The focus shows: a ring round the focused button that the others lack.
+            rings = await view.evaluate(FOCUS_RINGS)
+            assert rings["vary"] == {"visible": True, "outline": "solid", "width": 3.0}
+            assert all(not r["visible"] and r["outline"] == "none" for r in rings["others"])
+            await shot(page, "keyboard-focus")
             await page.keyboard.press("Enter")
             await view.wait_for_function(
                 f"document.getElementById('job').dataset.job !== {json.dumps(report['job_id'])}"

@@ -236,7 +236,10 @@ function renderGallery(images) {
     pick.setAttribute("aria-pressed", String(current?.id === image.id));
     entry.querySelector(".facts").textContent = facts(image);
     const src = view.files.get(image.resource_uri);
-    if (src && src.startsWith("data:") && !pick.querySelector("img")) {
+    const shown = pick.querySelector("img");
+    if (shown) {
+      shown.alt = altText(i, images.length);
+    } else if (src && src.startsWith("data:")) {
       const img = document.createElement("img");
       img.src = src;
       img.alt = altText(i, images.length);
@@ -363,8 +366,12 @@ async function act(name, args) {
   if (view.busy) return;
   view.busy = true;
   render();
+  // A new job's prompt until its record arrives (the host's tool input was the first job's).
+  const next = { prompt: args.prompt ?? prompt() };
   try {
-    accept(await app.callServerTool({ name, arguments: args }));
+    const result = await app.callServerTool({ name, arguments: args });
+    if (result?.structuredContent?.job_id !== view.report?.job_id) view.input = next;
+    accept(result);
   } catch (error) {
     fail(error.message || String(error));
   } finally {

@@ -1,6 +1,7 @@
 // A minimal MCP Apps host for tests/test_app_view.py: renders a view in a sandboxed iframe, as
 // hosts do, with the ext-apps AppBridge; tools/call and resources/read go to window.pyCall,
-// which the test forwards to aipg-mcp. window.events records what the view asked of the host.
+// which the test forwards to aipg-mcp. window.events records what the view asked of the host;
+// window.resultHandedAt is when the host handed the view its tool result (epoch milliseconds).
 import { AppBridge, PostMessageTransport } from "@modelcontextprotocol/ext-apps/app-bridge";
 
 window.events = [];
@@ -36,6 +37,7 @@ window.startHost = async ({ html, toolInput, toolResult, theme }) => {
   bridge.oninitialized = async () => {
     window.events.push({ method: "ui/notifications/initialized" });
     await bridge.sendToolInput({ arguments: toolInput });
+    window.resultHandedAt = performance.timeOrigin + performance.now();
     await bridge.sendToolResult(toolResult);
   };
   window.bridge = bridge;
