@@ -182,3 +182,14 @@ async def shot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"app-view-{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+async def tab_to(page: Any, view: Any, element_id: str, presses: int = 12) -> None:
+    """Move the keyboard focus into the view, then Tab until ``element_id`` has it."""
+    await page.focus("iframe")
+    for _ in range(presses):
+        if await view.evaluate("document.activeElement.id") == element_id:
+            return
+        await page.keyboard.press("Tab")
+    focused = await view.evaluate("document.activeElement.outerHTML.slice(0, 120)")
+    raise AssertionError(f"{presses} presses of Tab never reached #{element_id}: {focused}")

@@ -50,12 +50,14 @@ for (const [id, act] of [
 ]) {
   $(id).addEventListener("click", act);
 }
-$("reprompt-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  reprompt();
-});
+// No <form> submission: hosts sandbox the view, and without allow-forms a form never submits.
+$("reprompt-go").addEventListener("click", reprompt);
 $("reprompt-form").addEventListener("keydown", (event) => {
   if (event.key === "Escape") closeReprompt();
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    reprompt();
+  }
 });
 
 app.connect().then(
