@@ -62,6 +62,7 @@ _LONGEST = (
     "test_replica_bench.py",
     "test_balancer.py",
     "test_app_view.py",
+    "test_app_view_jobs.py",
     "test_properties.py",
 )
 
