@@ -351,6 +351,5 @@ def ledger_rows(path: Path) -> dict[str, list[str]]:
     with closing(sqlite3.connect(path)) as db:
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return {
-            table: [repr(row) for row in db.execute(f'SELECT * FROM "{table}"')]
-            for table in tables
+            table: [repr(row) for row in db.execute(f'SELECT * FROM "{table}"')] for table in tables
         }
