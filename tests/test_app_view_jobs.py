@@ -67,6 +67,8 @@ async def test_cancel_from_the_keyboard_ends_a_running_job(tmp_path: Path) -> No
 
             assert (await view.evaluate(STATUS)).startswith("cancelled")
             assert await view.evaluate("document.getElementById('actions').hidden")
+            # The focus, whose button went away, stays in the view, on the job's state.
+            assert await view.evaluate("document.activeElement.id") == "status"
             assert host.tool_calls("cancel_job") == 1
             cancels = [r.path for r in grid.fake.received if r.route == "image_cancel"]
             assert len(cancels) == 1 and cancels[0].endswith(f"/{job_id}")

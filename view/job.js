@@ -344,6 +344,7 @@ function renderActions(report) {
   const done = report.state === "done";
   const item = chosen();
   const capabilities = app.getHostCapabilities() || {};
+  const focused = document.activeElement;
   const show = {
     vary: rerunnable && done,
     reprompt: rerunnable && done && Boolean(item?.seed),
@@ -362,6 +363,8 @@ function renderActions(report) {
   $("download").textContent = `Download${which}`;
   if (!show.reprompt) closeReprompt();
   $("actions").hidden = !Object.values(show).some(Boolean);
+  // A keyboard user whose button went away (Cancel, once cancelled) keeps the focus in the view.
+  if (focused && focused !== document.body && focused.closest("[hidden]")) $("status").focus();
 }
 
 async function act(name, args) {
