@@ -6,6 +6,7 @@ not take it. Each case counts the requests that reached the (mock) network.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 
 from aipg_mcp.grid import errors
 from aipg_mcp.grid.horde.errors import error_from_response
-from aipg_mcp.grid.retries import RetryPolicy
+from aipg_mcp.grid.retries import Attempts, RetryPolicy, safe_to_repeat
 from aipg_mcp.grid.transport import GridTransport
 
 pytestmark = pytest.mark.anyio
@@ -116,3 +117,34 @@ async def test_a_submit_cut_after_sending_is_an_unknown_outcome_sent_once() -> N
         await grid.submit(URL, {"prompt": "x"})
     assert len(network.requests) == 1
     await grid.aclose()
+
+
+class RecordedHolds:
+    """A :class:`~aipg_mcp.grid.sharing.RateLimitHold` that only records the holds taken."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[str, float]] = []
+
+    async def until(self, scope: str) -> float | None:
+        return None
+
+    async def hold(self, scope: str, until: float) -> None:
+        self.held.append((scope, until))
+
+
+@pytest.mark.parametrize(("retry_after", "least", "most"), [(None, 0.05, 0.1), (0.3, 0.3, 0.3)])
+async def test_a_429_holds_the_scope_for_its_retry_after_or_else_the_backoff(
+    retry_after: float | None, least: float, most: float
+) -> None:
+    holds = RecordedHolds()
+    policy = RetryPolicy(attempts=3, base_delay=0.1, max_delay=0.1, total_seconds=5.0)
+    attempts = Attempts("a read", policy, safe_to_repeat, holds=holds, scope="grid|key")
+    async for attempt in attempts:
+        sent = time.time()
+        await attempt.failed(errors.RateLimited("slow down", status=429, retry_after=retry_after))
+        break
+    assert [scope for scope, _ in holds.held] == ["grid|key"]
+    # At least the Retry-After (else the backoff the call then waits), counted from the failure;
+    # the slack above is for a busy machine between the failure and the hold being taken.
+    held_for = holds.held[0][1] - sent
+    assert least - 0.001 <= held_for <= most + 1.0, held_for
