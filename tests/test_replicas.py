@@ -156,6 +156,25 @@ async def test_a_v1_job_runs_on_its_owner_until_the_owner_dies(
         assert record is not None and record.state is JobState.INTERRUPTED
 
 
+async def test_a_v1_job_cancelled_on_another_replica_is_stopped_by_its_owner(
+    ledger_store: LedgerStore, tmp_path: Path
+) -> None:
+    async with (
+        running_grid("v1") as grid,
+        replica(ledger_store, grid.base_url, "v1", tmp_path) as owner,
+        replica(ledger_store, grid.base_url, "v1", tmp_path) as other,
+    ):
+        job_id = await start(owner, "a lighthouse [fake:seconds=60]")
+        await anyio.sleep(3 * LEASE_SECONDS)  # running on its owner, leased
+        cancelled = (await other.runner.cancel(job_id, None, inline=False)).report
+        assert cancelled.state is JobState.CANCELLED, cancelled
+        # The owner stopped its request and recorded it: every replica reads it cancelled.
+        assert (await owner.status(job_id)).report.state is JobState.CANCELLED
+        record = await owner.state.ledger.get(job_id)
+        assert record is not None and record.state is JobState.CANCELLED
+        assert grid.fake.count("v1_images") == 1  # nothing was sent again
+
+
 async def test_a_v1_job_another_replica_follows_ends_with_its_result(
     ledger_store: LedgerStore, tmp_path: Path
 ) -> None:

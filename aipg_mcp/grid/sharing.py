@@ -64,13 +64,14 @@ class LocalRateLimits:
         self._until[scope] = max(until, self._until.get(scope, 0.0))
 
 
-JobHold = Callable[[str], AbstractAsyncContextManager[None]]
-"""Held around a job this process runs itself, by its job id: entered before the id is handed
-out, left once its result was handed to the listener (or the job was given up)."""
+JobHold = Callable[[str, Callable[[], None]], AbstractAsyncContextManager[None]]
+"""Held around a job this process runs itself, by its job id and a function that stops the job
+(for a cancel asked of another process): entered before the id is handed out, left once its
+result was handed to the listener (or the job was given up)."""
 
 
 @asynccontextmanager
-async def run_here(job_id: str) -> AsyncIterator[None]:
+async def run_here(job_id: str, stop: Callable[[], None]) -> AsyncIterator[None]:
     """The default :data:`JobHold`: nobody else needs to know who runs the job."""
     yield
 

@@ -3,7 +3,9 @@
 - Each ``/v1`` job belongs to the replica running its blocking request: that replica holds the
   lease ``v1:<job_id>`` while the request runs, renewing it. Another replica asked about the
   job reports it running while the lease is live, and interrupted once it lapsed (the owner
-  died), as a restart does.
+  died), as a restart does. Another replica asked to cancel it takes the lease
+  ``cancel:<job_id>``; the owner, which looks for it every :data:`STOP_POLL_SECONDS`, stops the
+  request.
 - One replica downloads and saves a finished job's files: the lease ``results:<job_id>`` is
   held around the download; others wait briefly for its files.
 - A rate limit one replica ran into holds every replica's calls to that grid with that key
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -38,6 +40,12 @@ RESULTS_WAIT_SECONDS = 8.0
 """How long a process that finds another saving a job's files waits for them (or for that
 lease to lapse) before it reports the job done with its files pending."""
 RESULTS_POLL_SECONDS = 0.2
+STOP_POLL_SECONDS = 1.0
+"""How often the owner of a ``/v1`` job looks in the ledger for a cancel asked elsewhere."""
+STOP_ASK_SECONDS = 60.0
+"""How long a cancel asked of another process stands: long past the owner's next look."""
+STOP_WAIT_SECONDS = 10.0
+"""How long cancel_job waits for the owner of a ``/v1`` job to show it stopped."""
 RATE_LIMIT_REFRESH_SECONDS = 1.0
 """How stale this process's view of the shared rate-limit holds may be: a grid call reads the
 ledger at most this often per scope."""
@@ -46,6 +54,17 @@ ledger at most this often per scope."""
 def v1_lease(job_id: str) -> str:
     """The name of the lease on a ``/v1`` job's blocking request."""
     return f"v1:{job_id}"
+
+
+def stop_lease(job_id: str) -> str:
+    """The name of the lease that asks the owner of a ``/v1`` job to stop it."""
+    return f"cancel:{job_id}"
+
+
+async def ask_to_stop(ledger: Ledger, job_id: str, asker: str) -> None:
+    """Ask the process running the ``/v1`` job ``job_id`` to stop it (it looks every
+    :data:`STOP_POLL_SECONDS`)."""
+    await ledger.acquire_lease(stop_lease(job_id), asker, STOP_ASK_SECONDS)
 
 
 def results_lease(job_id: str) -> str:
@@ -136,9 +155,28 @@ def ledger_sharing(
     """The hooks a server hands its grid backends: rate limits held in the ledger, and the
     lease (of ``lease_seconds``, renewed) on each ``/v1`` job the backend runs."""
 
+    async def watch(job_id: str, stop: Callable[[], None]) -> None:
+        while True:
+            await anyio.sleep(STOP_POLL_SECONDS)
+            try:
+                asked = await ledger.lease(stop_lease(job_id))
+            except Exception as exc:
+                log.warning("could not look for a cancel of job %s: %s", job_id, exc)
+                continue
+            if asked is not None and asked.expires_at > time.time():
+                log.info("job %s was cancelled through another process", job_id)
+                stop()
+
     @asynccontextmanager
-    async def running(job_id: str) -> AsyncIterator[None]:
-        async with leased(ledger, v1_lease(job_id), replica, lease_seconds):
-            yield
+    async def running(job_id: str, stop: Callable[[], None]) -> AsyncIterator[None]:
+        async with (
+            leased(ledger, v1_lease(job_id), replica, lease_seconds),
+            anyio.create_task_group() as watching,
+        ):
+            watching.start_soon(watch, job_id, stop)
+            try:
+                yield
+            finally:
+                watching.cancel_scope.cancel()
 
     return Sharing(rate_limits=LedgerRateLimits(ledger), running=running)

@@ -35,7 +35,7 @@ from aipg_mcp.grid.waiting import WaitOutcome, unservable, wait_for_job
 from aipg_mcp.server.alternatives import served_alternatives, suggestion
 from aipg_mcp.server.delivery import Deliverer, Delivery
 from aipg_mcp.server.ledger import JobRecord, fingerprint, renewed, stored_params
-from aipg_mcp.server.replicas import held_elsewhere, v1_lease
+from aipg_mcp.server.replicas import STOP_WAIT_SECONDS, ask_to_stop, held_elsewhere, v1_lease
 from aipg_mcp.server.reports import JobReport, cancel_message, explain_unservable, job_report
 from aipg_mcp.server.state import AppState
 
@@ -308,6 +308,31 @@ class JobRunner:
         )
         return Delivery(report)
 
+    async def _cancel_elsewhere(self, record: JobRecord, *, inline: bool) -> Delivery:
+        """Ask the process that runs a ``/v1`` job to stop it, and wait a little for the ledger
+        to show it stopped."""
+        ledger = self.state.ledger
+        await ask_to_stop(ledger, record.job_id, self.state.replica)
+        give_up = time.monotonic() + STOP_WAIT_SECONDS
+        while not record.state.final and time.monotonic() < give_up:
+            await anyio.sleep(ELSEWHERE_POLL_SECONDS)
+            record = await ledger.get(record.job_id) or record
+        if record.state.final and record.result is not None:
+            delivery = await self.deliverer.deliver(
+                record, record.result, inline=inline, stale=True
+            )
+            if record.state is JobState.CANCELLED:
+                delivery.report.message = cancel_message(
+                    record.result, grid_cancels=self.backend.capabilities.cancel
+                )
+            return delivery
+        report = job_report(record, None)
+        report.message = (
+            "The process of this service that runs the job was asked to stop it; get_status "
+            "shows when it has."
+        )
+        return Delivery(report)
+
     async def _settle(self, record: JobRecord, outcome: WaitOutcome, *, inline: bool) -> Delivery:
         ledger = self.state.ledger
         error = outcome.error.describe() if outcome.error else None
@@ -445,12 +470,7 @@ class JobRunner:
             answer = await self.backend.cancel(record.kind, record.job_id)
         except JobNotFound as exc:
             if isinstance(exc, JobInterrupted) and await self._runs_elsewhere(record):
-                report = job_report(record, None)
-                report.message = (
-                    "The job runs in another process of this service, which alone can stop its "
-                    "request; it was not cancelled."
-                )
-                return Delivery(report)
+                return await self._cancel_elsewhere(record, inline=inline)
             lost = JobState.INTERRUPTED if isinstance(exc, JobInterrupted) else JobState.EXPIRED
             record = await self.state.ledger.update(record.job_id, state=lost, error=exc.describe())
             return Delivery(job_report(record, record.result))

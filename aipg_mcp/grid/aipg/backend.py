@@ -212,7 +212,12 @@ class AipgV1Backend(AipgCatalog):
     ) -> None:
         """Hold the job (:attr:`Sharing.running`) while its grid request runs to its end,
         whoever is waiting, and its result is reported."""
-        async with self._sharing.running(job.id):
+
+        def stop() -> None:
+            if job.scope is not None:
+                job.scope.cancel()
+
+        async with self._sharing.running(job.id, stop):
             task_status.started()
             await self._run_held(job, runner, body)
 
