@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from tests.processes import free_port, wait_for_health
 
 CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "haproxy.cfg"
 SERVERS = 3  # the replica servers deploy/haproxy.cfg names (AIPG_REPLICA_1..3)
@@ -36,12 +34,6 @@ def find_haproxy() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def balancer(
     haproxy: str, replicas: Sequence[str], log: Path, config: Path = CONFIG
@@ -49,7 +41,7 @@ def balancer(
     """HAProxy with ``config`` in front of ``replicas`` (their ``http://host:port`` URLs); its
     URL once it answers ``/health``. Fewer replicas than the file names fill its servers in
     turn, so one replica behind the unchanged file gets every request."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AIPG_BALANCER_BIND": f"127.0.0.1:{port}"}
     for number in range(1, SERVERS + 1):
         url = replicas[(number - 1) % len(replicas)]
@@ -60,15 +52,7 @@ def balancer(
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None:
-                    raise RuntimeError(f"haproxy exited:\n{log.read_text()}")
-                time.sleep(0.05)
+            wait_for_health(url, process, lambda: f"haproxy exited:\n{log.read_text()}", 200)
             yield url
         finally:
             process.terminate()

@@ -41,6 +41,7 @@ from aipg_mcp.grid.jobs import JobKind, JobState, Submission
 from aipg_mcp.server.ledger.sqlite import SqliteLedger
 from aipg_mcp.testing.__main__ import DEFAULT_KEY, DEFAULT_USER
 from tests.conftest import API_KEY, Grid, running_grid
+from tests.processes import free_port
 
 AUTH_TOKEN = "bearer-token-do-not-print-42"
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,12 +79,6 @@ def assert_no_secrets(*texts: str) -> None:
     for text in texts:
         assert API_KEY not in text
         assert AUTH_TOKEN not in text
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -------------------------------------------------------------------------------- doctor

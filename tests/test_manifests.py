@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from aipg_mcp.config import MAX_WAIT_SECONDS, SETTINGS, TRUST_PROXY_ENV, Setting
 from aipg_mcp.grid.select import API_CHOICES
 from aipg_mcp.server.app import build_server
 from aipg_mcp.server.sessions import FIELDS, config_from_mapping
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_JSON = json.loads((ROOT / "server.json").read_text())
@@ -322,12 +322,6 @@ def test_dockerfile_basics() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert not {"pyproject.toml", "README.md", "aipg_mcp", "LICENSE"} & set(ignored)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.slow

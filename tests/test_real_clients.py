@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,6 +39,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import API_KEY, Grid, running_grid
+from tests.processes import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -180,12 +180,6 @@ def client_env(tmp_path: Path) -> dict[str, str]:
         "MCP_CLIENT_CONFIG_PATH": str(home / "client.json"),
         "NO_COLOR": "1",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager

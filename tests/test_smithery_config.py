@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -38,6 +37,7 @@ from aipg_mcp.server.sessions import (
     session_settings,
 )
 from tests.conftest import API_KEY, Grid, running_grid
+from tests.processes import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -269,12 +269,6 @@ async def test_selectors_one_per_grid_and_key_bounded() -> None:
 
 
 # ------------------------------------------------------------------------ through real HTTP
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager

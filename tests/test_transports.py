@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import API_KEY, Grid
+from tests.processes import free_port, wait_for_health
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -38,12 +37,6 @@ def server_env(grid: Grid, tmp_path: Path) -> dict[str, str]:
         "AIPG_WAIT_SECONDS": "20",
         "AIPG_LOG_LEVEL": "DEBUG",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(params=ERAS)
@@ -125,15 +118,7 @@ def http_process(env: dict[str, str], log_path: Path) -> Iterator[str]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(400):
-                try:
-                    if httpx.get(f"{url}/health", timeout=0.5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None:
-                    raise AssertionError(log_path.read_text())
-                time.sleep(0.05)
+            wait_for_health(url, process, log_path.read_text)
             yield url
         finally:
             process.terminate()
